@@ -8,7 +8,7 @@ import pytest
 from electra_tf import config
 from electra_tf.config import ConfigError
 
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 
 PRESETS = ("tiny", "small", "base", "large")
 

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 from electra_tf import explain
 from electra_tf.models.pretrainer import ElectraDiscriminator
 from electra_tf.text.tokenizer import WordPieceTokenizer

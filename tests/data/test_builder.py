@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import dev_corpus_files
+from helpers import dev_corpus_files
 from electra_tf.data import builder
 from electra_tf.data import manifest as manifest_lib
 from electra_tf.data import schema

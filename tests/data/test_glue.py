@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import shared_path
+from helpers import shared_path
 from electra_tf.data import glue, schema
 from electra_tf.text.tokenizer import WordPieceTokenizer
 

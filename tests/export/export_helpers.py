@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from conftest import REPO_ROOT, TINY_WORDS
+from helpers import REPO_ROOT, TINY_WORDS
 from electra_tf import config as config_lib
 from electra_tf.data import schema
 from electra_tf.models import artifacts

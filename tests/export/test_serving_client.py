@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 from electra_tf.export import client, names
 from export.export_helpers import TEXTS, shared_export
 

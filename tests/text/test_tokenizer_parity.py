@@ -9,7 +9,7 @@ import collections
 import pytest
 import tensorflow as tf
 
-from conftest import BERT_VOCAB, dev_corpus_files, shared_path
+from helpers import BERT_VOCAB, dev_corpus_files, shared_path
 from electra_tf.text.tokenizer import SPECIAL_TOKENS, WordPieceTokenizer
 
 tokenizers = pytest.importorskip("tokenizers", reason="parity needs Hugging Face tokenizers")

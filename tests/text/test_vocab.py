@@ -6,7 +6,7 @@ import time
 import pytest
 import tensorflow as tf
 
-from conftest import shared_path
+from helpers import shared_path
 from electra_tf.text import vocab as vocab_lib
 from electra_tf.text.tokenizer import SPECIAL_TOKENS, WordPieceTokenizer, load_vocab
 

@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-from conftest import REPO_ROOT, TINY_WORDS
+from helpers import REPO_ROOT, TINY_WORDS
 from electra_tf.data import schema
 
 TOOL = str(REPO_ROOT / "tools" / "build_pretraining_data.py")

@@ -8,7 +8,7 @@ import sys
 
 import tensorflow as tf
 
-from conftest import REPO_ROOT, TINY_WORDS
+from helpers import REPO_ROOT, TINY_WORDS
 from electra_tf.text.tokenizer import SPECIAL_TOKENS, WordPieceTokenizer, load_vocab
 
 TOOL = str(REPO_ROOT / "tools" / "build_vocab.py")

@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 from electra_tf.export import exporter
 from export.export_helpers import make_model_dir
 

@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-from conftest import REPO_ROOT, TINY_WORDS
+from helpers import REPO_ROOT, TINY_WORDS
 
 TOOL = str(REPO_ROOT / "tools" / "finetune.py")
 TINY_CONFIG = str(REPO_ROOT / "configs" / "electra_tiny.json")

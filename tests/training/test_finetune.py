@@ -18,8 +18,6 @@ from electra_tf.training import finetune
 from electra_tf.training.finetune import FinetuneConfig
 
 SEQ = 16
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
-# tests/training/conftest.py shadows the root conftest's names here.
 WORDS = "the a cat dog sat mat run ran fast slow big small red blue green house tree car".split()
 
 
