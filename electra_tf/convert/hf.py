@@ -19,6 +19,7 @@ HF's "gelu" is the exact erf GELU, as Keras' "gelu" (and Google's ELECTRA code);
 HF's generator head always uses GELU, as our `MaskedLMHead`.
 """
 
+import dataclasses
 import json
 import os
 
@@ -115,7 +116,12 @@ def encoder_config_from_hf(hf_config, source):
 
 
 def hf_config_from_encoder(encoder_config, architecture, pad_token_id=0):
-    """A Hugging Face `config.json` dict for `ElectraEncoder` kwargs."""
+    """A Hugging Face `config.json` dict for `ElectraEncoder` kwargs.
+
+    Arguments left out of `encoder_config` take ElectraEncoder's defaults (those of
+    `config.EncoderConfig`), as they did when the model was built.
+    """
+    encoder_config = dataclasses.asdict(config_lib.EncoderConfig(**encoder_config))
     hf_config = {theirs: encoder_config[ours] for theirs, ours in _CONFIG_KEYS.items()}
     hf_config.update(
         architectures=[architecture], model_type="electra", pad_token_id=pad_token_id,
