@@ -10,10 +10,12 @@ variable's depth; the head's names contain neither, so it gets the full learning
 """
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from electra_tf.data import schema
 from electra_tf.models.encoder import ElectraEncoder, truncated_normal
+from electra_tf.models.pretrainer import ElectraPretrainer, _add_gradients
 from electra_tf.training import optimization
 
 # What must agree for one encoder's weights to mean the same in another (dropout
@@ -23,6 +25,31 @@ _ARCHITECTURE_FIELDS = (
     "intermediate_size", "hidden_activation", "max_position_embeddings", "type_vocab_size",
     "layer_norm_epsilon",
 )
+
+
+def split_rows(batch, num_parts):
+    """Splits every tensor of `batch` into `num_parts` consecutive row blocks.
+
+    The blocks are as equal as possible: with n rows, the first `n % num_parts`
+    get one row more (an epoch's last, smaller batch need not divide evenly).
+
+    Args:
+      batch: a nest (dict, tuple, ...) of tensors `[n, ...]` with the same n;
+        None entries (e.g. no sample weights) stay None.
+      num_parts: int >= 1.
+
+    Returns:
+      list of `num_parts` nests like `batch`, part k `[n_k, ...]`, sum n_k = n.
+    """
+    if num_parts == 1:
+        return [batch]
+    flat = tf.nest.flatten(batch)
+    rows = tf.shape(next(t for t in flat if t is not None))[0]
+    sizes = rows // num_parts + tf.cast(tf.range(num_parts) < rows % num_parts, tf.int32)
+    columns = [[None] * num_parts if t is None else tf.split(t, sizes) for t in flat]
+    return [tf.nest.pack_sequence_as(batch, [column[k] for column in columns])
+            for k in range(num_parts)]
+
 
 @keras.saving.register_keras_serializable(package="electra_tf")
 class ClassificationHead(keras.layers.Layer):
@@ -119,6 +146,11 @@ class ElectraClassifier(keras.Model):
 
     Returns:
         float32 logits `[batch, num_labels]` (regression: scores `[batch, 1]`).
+
+    Training (`compile`/`fit`) takes XLA on each replica's pass and gradient
+    accumulation; the update is the mean loss over the whole global batch, whatever
+    its split over replicas and micro-batches, so with dropout 0 any split trains
+    the same weights as one device on the whole batch.
     """
 
     def __init__(self, encoder_config, num_labels, head_dropout_rate=None, **kwargs):
@@ -128,6 +160,9 @@ class ElectraClassifier(keras.Model):
         self.encoder_config = dict(encoder_config)
         self.num_labels = num_labels
         self.head_dropout_rate = head_dropout_rate
+        # Training settings, set by `compile`.
+        self.replica_jit_compile = False
+        self.grad_accum_steps = 1
 
         # === Layers ===
         self.encoder = ElectraEncoder(**self.encoder_config, name="encoder")
@@ -162,6 +197,97 @@ class ElectraClassifier(keras.Model):
             schema.PADDING_MASK: ops.ones((batch, seq_len), "bool"),
         })
         return self
+
+    def compile(self, optimizer="rmsprop", jit_compile="auto", grad_accum_steps=1, **kwargs):
+        """`keras.Model.compile`, with per-replica XLA and gradient accumulation.
+
+        Args:
+            optimizer, **kwargs: as `keras.Model.compile` (loss: a Keras built-in
+                loss, which scales itself for tf.distribute replicas).
+            jit_compile: True compiles each replica's forward and backward pass
+                with XLA (`replica_jit_compile`); the step around it, which holds
+                the cross-replica sums and the optimizer update, stays uncompiled,
+                as in `ElectraPretrainer.compile`: a whole-step XLA cluster spanning
+                several devices fails on CPU replicas ("Trying to access resource
+                ... located in device CPU:1"). "auto": on when a GPU is present.
+                `self.jit_compile` (Keras' whole step) is always False.
+            grad_accum_steps: each train step splits its (per-replica) batch into
+                this many micro-batches, one forward/backward pass each, and applies
+                one update: the update of the whole batch, with the activation
+                memory of one micro-batch.
+        """
+        if grad_accum_steps < 1:
+            raise ValueError(f"grad_accum_steps must be >= 1, got {grad_accum_steps}")
+        if jit_compile == "auto":
+            jit_compile = bool(tf.config.list_logical_devices("GPU"))
+        self.replica_jit_compile = bool(jit_compile)
+        self.grad_accum_steps = grad_accum_steps
+        super().compile(optimizer=optimizer, jit_compile=False, **kwargs)
+
+    def _forward(self, x):
+        return self(x, training=True)
+
+    # Keras' LossScaleOptimizer checks each replica's gradients before the
+    # all-reduce; the pretrainer's rule makes the replicas skip a step together.
+    _agree_on_finiteness = ElectraPretrainer._agree_on_finiteness
+
+    def _micro_batch_shares(self, rows):
+        """Factors that turn Keras' per-micro-batch losses into shares of the step's mean.
+
+        Keras' loss on replica r, micro-batch k is `mean_rk / replicas`; times
+        `replicas * n_rk / N` (N: the rows of the whole global batch) it is
+        `sum_rk / N`, so the replicas' and micro-batches' losses add up to the
+        mean over the global batch, whatever the split (uneven last batches too).
+
+        Args:
+            rows: list of int32 scalars, each micro-batch's rows n_rk.
+
+        Returns:
+            float32 `[num_micro_batches]`.
+        """
+        context = tf.distribute.get_replica_context()
+        rows = tf.cast(tf.stack(rows), tf.float32)
+        total = context.all_reduce(tf.distribute.ReduceOp.SUM, tf.reduce_sum(rows))
+        return tf.math.divide_no_nan(context.num_replicas_in_sync * rows, total)
+
+    def train_step(self, data):
+        """Keras' train step, over `grad_accum_steps` micro-batches and with the
+        forward pass under XLA if `replica_jit_compile`."""
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        forward = self._forward
+        if self.replica_jit_compile:
+            # The gradient of a jit-compiled function is compiled too.
+            forward = tf.function(self._forward, jit_compile=True)
+        micro_batches = split_rows((x, y, sample_weight), self.grad_accum_steps)
+        rows = [tf.shape(part[0][schema.TOKEN_IDS])[0] for part in micro_batches]
+        context = tf.distribute.get_replica_context()
+        if self.grad_accum_steps == 1 and context.num_replicas_in_sync == 1:
+            shares = tf.ones([1])
+        else:
+            shares = self._micro_batch_shares(rows)
+        grads, predictions = None, []
+        for k, (part_x, part_y, part_weight) in enumerate(micro_batches):
+            if grads is not None:
+                # One micro-batch at a time: the graph would otherwise run them
+                # concurrently and hold all their activations at once.
+                with tf.control_dependencies(tf.nest.flatten(grads, expand_composites=True)):
+                    part_x = {name: tf.identity(value) for name, value in part_x.items()}
+            with tf.GradientTape() as tape:
+                y_pred = forward(part_x)
+                loss = self._compute_loss(x=part_x, y=part_y, y_pred=y_pred,
+                                          sample_weight=part_weight, training=True)
+                scaled = self.optimizer.scale_loss(loss * shares[k])
+            variables = self.trainable_variables
+            part_grads = tape.gradient(scaled, variables)
+            grads = part_grads if grads is None else [
+                _add_gradients(a, b) for a, b in zip(grads, part_grads)
+            ]
+            # As Keras tracks it: this replica's mean loss, weighted by its rows.
+            self._loss_tracker.update_state(loss * context.num_replicas_in_sync,
+                                            sample_weight=rows[k])
+            predictions.append(y_pred)
+        self.optimizer.apply(self._agree_on_finiteness(grads), variables)
+        return self.compute_metrics(x, y, tf.concat(predictions, 0), sample_weight=sample_weight)
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         # Under a tf.distribute strategy Keras averages a first batch over the replicas

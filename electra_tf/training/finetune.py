@@ -76,6 +76,11 @@ class FinetuneConfig:
       text_column, text_pair_column, label_column, label_names, regression: the custom
         task's columns and labels (see `glue.custom_task`); `label_names` is filled with
         the task's labels when resolved.
+      batch_size: the global batch of one update (over replicas and micro-batches).
+      grad_accum_steps: split each update's batch into this many micro-batches (one
+        forward/backward pass each): the same update, the memory of one micro-batch.
+        batch_size must be divisible by it (and by replicas x grad_accum_steps under
+        a multi-replica strategy).
     """
 
     task: str
@@ -85,6 +90,7 @@ class FinetuneConfig:
     lowercase: bool = True
     max_seq_length: int = 128
     batch_size: int = 32
+    grad_accum_steps: int = 1
     epochs: Optional[int] = None
     learning_rate: Optional[float] = None
     layer_decay: Optional[float] = None
@@ -101,10 +107,13 @@ class FinetuneConfig:
     regression: bool = False
 
     def __post_init__(self):
-        for name in ("max_seq_length", "batch_size", "epochs"):
+        for name in ("max_seq_length", "batch_size", "grad_accum_steps", "epochs"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
+        if self.batch_size % self.grad_accum_steps:
+            raise ValueError(f"batch_size={self.batch_size} must be divisible by "
+                             f"grad_accum_steps={self.grad_accum_steps}")
         if self.learning_rate is not None and not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
         if self.layer_decay is not None and not 0 < self.layer_decay <= 1:
@@ -236,8 +245,9 @@ def build_classifier(init, task, max_seq_length):
     return model
 
 
-def compile_classifier(model, cfg, task, num_train_steps):
-    """Compiles `model` with the resolved cfg's optimizer, the task's loss and metrics."""
+def compile_classifier(model, cfg, task, num_train_steps, jit_compile="auto"):
+    """Compiles `model` with the resolved cfg's optimizer, the task's loss and metrics,
+    cfg.grad_accum_steps and `jit_compile` (see `ElectraClassifier.compile`)."""
     optimizer = optimization.make_optimizer(
         cfg.learning_rate,
         num_train_steps=num_train_steps,
@@ -250,7 +260,8 @@ def compile_classifier(model, cfg, task, num_train_steps):
     loss = (keras.losses.MeanSquaredError() if task.is_regression
             else keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.compile(optimizer=optimizer, loss=loss,
-                  metrics=metrics_lib.streaming_metrics(task.metrics, task.num_labels))
+                  metrics=metrics_lib.streaming_metrics(task.metrics, task.num_labels),
+                  jit_compile=jit_compile, grad_accum_steps=cfg.grad_accum_steps)
     return model
 
 
@@ -332,14 +343,17 @@ def encode_task_data(data, tokenizer, max_seq_length):
                     {s: encode(e) for s, e in data.tests.items()})
 
 
-def train_one(cfg, task, data, init, run_dir, verbose=0, strategy=None, precision="float32"):
+def train_one(cfg, task, data, init, run_dir, verbose=0, strategy=None, precision="float32",
+              jit_compile="auto"):
     """Fine-tunes one seed (cfg.seed, cfg resolved) on encoded `TaskData`; writes
-    run_dir; returns its results. `strategy` and `precision`: see `run_finetuning`."""
+    run_dir; returns its results. `strategy`, `precision` and `jit_compile`: see
+    `run_finetuning`."""
     keras.utils.set_random_seed(cfg.seed)
     num_train = len(data.train.examples)
     with runtime.precision_policy(precision), (strategy or tf.distribute.get_strategy()).scope():
         model = build_classifier(init, task, cfg.max_seq_length)
-        compile_classifier(model, cfg, task, math.ceil(num_train / cfg.batch_size) * cfg.epochs)
+        compile_classifier(model, cfg, task, math.ceil(num_train / cfg.batch_size) * cfg.epochs,
+                           jit_compile)
         # Built before fit, so the train function is traced once, not again after its
         # first call creates the optimizer's variables.
         model.optimizer.build(model.trainable_variables)
@@ -399,7 +413,7 @@ def summarize(task, runs):
 
 
 def run_finetuning(cfg, data_dir, output_dir, *, seeds=1, overwrite=False, verbose=0,
-                   strategy=None, precision="float32"):
+                   strategy=None, precision="float32", jit_compile="auto"):
     """Fine-tunes `seeds` seeds and writes output_dir (see the module docstring).
 
     Args:
@@ -411,6 +425,8 @@ def run_finetuning(cfg, data_dir, output_dir, *, seeds=1, overwrite=False, verbo
       strategy: a tf.distribute strategy (`runtime.make_strategy`); cfg.batch_size
         is then the global batch. The default strategy when None.
       precision: a Keras dtype policy name (`runtime.PRECISIONS`).
+      jit_compile: XLA on each replica's forward and backward pass: True, False, or
+        "auto" (on with a GPU); see `ElectraClassifier.compile`.
 
     Returns:
       The summary written to output_dir/eval_results.json: {"task", "main_metric",
@@ -423,6 +439,10 @@ def run_finetuning(cfg, data_dir, output_dir, *, seeds=1, overwrite=False, verbo
     """
     if seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {seeds}")
+    replicas = (strategy or tf.distribute.get_strategy()).num_replicas_in_sync
+    if cfg.grad_accum_steps > 1 and cfg.batch_size % (replicas * cfg.grad_accum_steps):
+        raise ValueError(f"batch_size={cfg.batch_size} (the global batch) must be divisible "
+                         f"by replicas ({replicas}) x grad_accum_steps ({cfg.grad_accum_steps})")
     task = make_task(cfg, data_dir)
     init = load_init(cfg)
     _check_length(init, cfg.max_seq_length)
@@ -446,7 +466,8 @@ def run_finetuning(cfg, data_dir, output_dir, *, seeds=1, overwrite=False, verbo
     for i in range(seeds):
         run_cfg = dataclasses.replace(cfg, seed=cfg.seed + i)
         run_dir = output_dir if seeds == 1 else os.path.join(output_dir, f"seed_{run_cfg.seed}")
-        runs.append(train_one(run_cfg, task, data, init, run_dir, verbose, strategy, precision))
+        runs.append(train_one(run_cfg, task, data, init, run_dir, verbose, strategy, precision,
+                              jit_compile))
         if seeds > 1:
             _write_json(os.path.join(run_dir, EVAL_RESULTS_JSON), runs[-1])
     summary = summarize(task, runs)

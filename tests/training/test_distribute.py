@@ -1,6 +1,7 @@
 """Training under tf.distribute: 2 replicas == 1 device (pretraining and fine-tuning),
 gradient accumulation == one big batch, per-replica XLA, precision policies and
-float16 loss scaling.
+float16 loss scaling. (Fine-tuning's one-device accumulation and XLA checks are in
+test_finetune.py.)
 
 The 2-replica checks run where CPU:0 and CPU:1 exist (`run_on_two_cpus`, see
 conftest.py). Dropout is 0 throughout: Keras draws dropout masks per replica, so
@@ -9,6 +10,7 @@ eagerly (the same math, without the graph build), and the XLA checks are slow:
 compiling two encoders takes most of a minute on 2 cores.
 """
 
+import dataclasses
 import json
 import os
 
@@ -255,22 +257,31 @@ def test_each_precision_trains_finite_steps(policy):
 # === Fine-tuning ===
 
 
-def check_finetuning_on_two_replicas_equals_one_device():
-    """run_finetuning end to end (train, evaluate, save) on 2 replicas and on 1.
+def _finetuning_equals_one_device(**two_replica_settings):
+    """run_finetuning end to end (train, evaluate, save) on 2 replicas with
+    `two_replica_settings` (FinetuneConfig fields and run_finetuning arguments) and on
+    1 device: the same steps, losses, dev metrics and weights.
 
     Paths come from the environment (the check may run in a fresh interpreter).
+    Returns (the config, the 2-replica strategy, the paths).
     """
     from electra_tf.training import finetune
 
     paths = json.loads(os.environ["ELECTRA_FINETUNE_CHECK"])
-    # 24 examples, batch 8: 3 global steps of 4 examples per replica.
+    # 21 examples, batch 8: 3 global steps, of 4 examples per replica, and a last
+    # step of 5 that splits unevenly.
     cfg = finetune.FinetuneConfig(task="mrpc", init=paths["init"], max_seq_length=16,
                                   batch_size=8, epochs=1, learning_rate=1e-2)
+    fields = {f.name for f in dataclasses.fields(cfg)}
+    two_cpus = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     runs = {}
-    for name, strategy in (("one", None),
-                           ("two", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))):
+    for name, strategy, settings in (("one", None, {}),
+                                     ("two", two_cpus, two_replica_settings)):
+        run_cfg = dataclasses.replace(cfg, **{k: v for k, v in settings.items() if k in fields})
         out = os.path.join(paths["out"], name)
-        summary = finetune.run_finetuning(cfg, paths["data"], out, strategy=strategy)
+        summary = finetune.run_finetuning(
+            run_cfg, paths["data"], out, strategy=strategy,
+            **{k: v for k, v in settings.items() if k not in fields})
         model = finetune.load_finetuned(out)[0]
         runs[name] = summary["runs"][0], [v.numpy() for v in model.weights]
     (one, one_weights), (two, two_weights) = runs["one"], runs["two"]
@@ -279,31 +290,48 @@ def check_finetuning_on_two_replicas_equals_one_device():
                                atol=1e-5)
     for metric, value in one["dev"].items():
         assert two["dev"][metric] == pytest.approx(value, abs=1e-5), metric
-    moved = max(np.abs(w).max() for w in one_weights)
-    assert moved > 0
+    assert max(np.abs(w).max() for w in one_weights) > 0
     for a, b in zip(two_weights, one_weights):
         np.testing.assert_allclose(a, b, atol=1e-5, rtol=0)
+    return cfg, two_cpus, paths
 
 
-def test_finetuning_on_two_replicas_equals_one_device(tmp_path, tiny_vocab, monkeypatch,
-                                                      run_on_two_cpus):
-    from test_finetune import write_mrpc
+def check_finetuning_on_two_replicas_equals_one_device():
+    from electra_tf.training import finetune
 
-    from electra_tf import config as config_lib
-    from electra_tf.models import artifacts
-    from electra_tf.models.pretrainer import ElectraDiscriminator
+    cfg, two_cpus, paths = _finetuning_equals_one_device()
+    # The batch must split into replicas x micro-batches: refused before training.
+    with pytest.raises(ValueError, match=r"batch_size=6 \(the global batch\) must be "
+                       r"divisible by replicas \(2\) x grad_accum_steps \(2\)"):
+        finetune.run_finetuning(dataclasses.replace(cfg, batch_size=6, grad_accum_steps=2),
+                                paths["data"], os.path.join(paths["out"], "uneven"),
+                                strategy=two_cpus)
+    assert not os.path.exists(os.path.join(paths["out"], "uneven"))
 
-    vocab_size = len(open(tiny_vocab, encoding="utf-8").read().splitlines())
-    # No dropout: Keras draws its masks per replica.
-    encoder = dict(vocab_size=vocab_size, embedding_size=16, hidden_size=16, num_layers=2,
-                   num_heads=2, intermediate_size=32, max_position_embeddings=32,
-                   dropout_rate=0.0, attention_dropout_rate=0.0)
-    keras.utils.set_random_seed(0)
-    discriminator = artifacts.build_inputs(ElectraDiscriminator(encoder), seq_len=8)
-    experiment = config_lib.ElectraConfig(
-        model=config_lib.ModelConfig(**encoder), data=config_lib.DataConfig(max_seq_length=32))
-    init = tmp_path / "pretrained"
-    artifacts.save_artifact(discriminator, str(init / "discriminator"), experiment, tiny_vocab)
+
+def check_finetuning_on_two_replicas_with_accumulation_and_xla_equals_one_device():
+    # 2 micro-batches of 2 examples per replica; the last step's 5 split unevenly
+    # over replicas, then micro-batches.
+    _finetuning_equals_one_device(grad_accum_steps=2, jit_compile=True)
+
+
+@pytest.fixture
+def finetune_check_paths(tmp_path, tiny_vocab, monkeypatch):
+    """A dropout-free tiny init and 21-row MRPC data, for the fine-tuning checks."""
+    from test_finetune import NO_DROPOUT, make_artifact, write_mrpc
+
+    init = make_artifact(tmp_path / "pretrained", tiny_vocab, max_position_embeddings=32,
+                         **NO_DROPOUT)
     monkeypatch.setenv("ELECTRA_FINETUNE_CHECK", json.dumps({
-        "init": str(init), "data": write_mrpc(tmp_path / "mrpc"), "out": str(tmp_path / "out")}))
+        "init": init, "data": write_mrpc(tmp_path / "mrpc", rows=21),
+        "out": str(tmp_path / "out")}))
+
+
+def test_finetuning_on_two_replicas_equals_one_device(finetune_check_paths, run_on_two_cpus):
     run_on_two_cpus(check_finetuning_on_two_replicas_equals_one_device)
+
+
+@pytest.mark.slow
+def test_finetuning_on_two_replicas_with_accumulation_and_xla_equals_one_device(
+        finetune_check_paths, run_on_two_cpus):
+    run_on_two_cpus(check_finetuning_on_two_replicas_with_accumulation_and_xla_equals_one_device)

@@ -1,4 +1,6 @@
-"""Fine-tuning runs: learning on SST-2, output layout, seeds, save/load, defaults, errors."""
+"""Fine-tuning runs: learning on SST-2, output layout, seeds, save/load, defaults, errors,
+gradient accumulation and XLA (one device; tests/training/test_distribute.py has the
+multi-replica checks)."""
 
 import dataclasses
 import json
@@ -8,6 +10,7 @@ import pathlib
 import keras
 import numpy as np
 import pytest
+from helpers import REPO_ROOT
 
 from electra_tf import config as config_lib
 from electra_tf.data import glue
@@ -21,12 +24,14 @@ SEQ = 16
 WORDS = "the a cat dog sat mat run ran fast slow big small red blue green house tree car".split()
 
 
-def make_artifact(model_dir, vocab_path, max_position_embeddings=64):
-    """A tiny randomly initialised discriminator saved as a pretraining model_dir would."""
+def make_artifact(model_dir, vocab_path, max_position_embeddings=64, **encoder_overrides):
+    """A tiny randomly initialised discriminator saved as a pretraining model_dir would.
+
+    `encoder_overrides`: further encoder settings, e.g. dropout_rate=0.0."""
     vocab_size = len(open(vocab_path, encoding="utf-8").read().splitlines())
     encoder = dict(vocab_size=vocab_size, embedding_size=16, hidden_size=16, num_layers=2,
                    num_heads=2, intermediate_size=32,
-                   max_position_embeddings=max_position_embeddings)
+                   max_position_embeddings=max_position_embeddings, **encoder_overrides)
     keras.utils.set_random_seed(0)
     discriminator = artifacts.build_inputs(ElectraDiscriminator(encoder), seq_len=8)
     experiment = config_lib.ElectraConfig(
@@ -77,6 +82,10 @@ def write_stsb(data_dir, rows=16):
 @pytest.fixture
 def tiny_model_dir(tmp_path, tiny_vocab):
     return make_artifact(tmp_path / "pretrained", tiny_vocab)
+
+
+# Keras draws dropout masks per micro-batch and per replica: exact comparisons need none.
+NO_DROPOUT = dict(dropout_rate=0.0, attention_dropout_rate=0.0)
 
 
 def tiny_config(model_dir, task="mrpc", **kwargs):
@@ -203,6 +212,80 @@ def test_regression_with_the_papers_defaults_and_layerwise_rates(tmp_path, tiny_
     assert rates["encoder/block_0/qkv/kernel"] == pytest.approx(0.8)
     assert rates["encoder/embeddings/token_embedding/embeddings"] == pytest.approx(0.64)
     assert isinstance(model.loss, keras.losses.MeanSquaredError)
+
+
+# === Gradient accumulation and XLA ===
+
+
+def finetuned_weights(out, cfg, data_dir, **kwargs):
+    """run_finetuning into `out`: (that run's results, the saved model's weights)."""
+    summary = finetune.run_finetuning(cfg, data_dir, str(out), **kwargs)
+    return summary["runs"][0], [w.numpy() for w in finetune.load_finetuned(str(out))[0].weights]
+
+
+def assert_same_run(got, want, atol=1e-5):
+    (got_run, got_weights), (want_run, want_weights) = got, want
+    assert got_run["train"]["steps"] == want_run["train"]["steps"]
+    np.testing.assert_allclose(got_run["train"]["loss_per_epoch"],
+                               want_run["train"]["loss_per_epoch"], atol=atol)
+    assert got_run["dev"] == pytest.approx(want_run["dev"], abs=atol)
+    assert len(got_weights) == len(want_weights)
+    for a, b in zip(got_weights, want_weights):
+        np.testing.assert_allclose(a, b, atol=atol, rtol=0)
+
+
+def test_gradient_accumulation_equals_one_big_batch(tmp_path, tiny_vocab):
+    """Batch 8 as 2 micro-batches of 4 against one pass over 8, for 3 steps. 21
+    examples: the epoch's last batch holds 5, split 3 + 2, which a mean of the
+    micro-batch means would weigh wrongly."""
+    model_dir = make_artifact(tmp_path / "pretrained", tiny_vocab, **NO_DROPOUT)
+    data_dir = write_mrpc(tmp_path / "MRPC", rows=21)
+    cfg = tiny_config(model_dir, learning_rate=1e-2)
+    want = finetuned_weights(tmp_path / "one", cfg, data_dir)
+    got = finetuned_weights(tmp_path / "accum", dataclasses.replace(cfg, grad_accum_steps=2),
+                            data_dir)
+    assert want[0]["train"]["steps"] == 3
+    assert_same_run(got, want)
+    # Training moved the encoder well beyond the tolerance.
+    initial = finetune.load_init(cfg).encoder.get_weights()
+    assert max(np.abs(a - b).max() for a, b in zip(want[1], initial)) > 1e-3
+    saved = finetune.load_config(str(tmp_path / "accum" / finetune.FINETUNE_CONFIG_JSON))
+    assert saved.grad_accum_steps == 2
+
+
+def test_batch_not_divisible_by_grad_accum_steps_is_an_error(tiny_model_dir):
+    with pytest.raises(ValueError, match="batch_size=8 must be divisible by grad_accum_steps=3"):
+        tiny_config(tiny_model_dir, grad_accum_steps=3)
+    with pytest.raises(ValueError, match="grad_accum_steps must be >= 1"):
+        tiny_config(tiny_model_dir, grad_accum_steps=0)
+
+
+def test_xla_equals_the_plain_step(tmp_path, tiny_vocab, monkeypatch):
+    model_dir = make_artifact(tmp_path / "pretrained", tiny_vocab, **NO_DROPOUT)
+    data_dir = write_mrpc(tmp_path / "MRPC", rows=21)
+    cfg = tiny_config(model_dir, learning_rate=1e-2)
+    models = []
+    compile_classifier = finetune.compile_classifier
+
+    def recording(model, *args, **kwargs):
+        models.append(compile_classifier(model, *args, **kwargs))
+        return models[-1]
+
+    monkeypatch.setattr(finetune, "compile_classifier", recording)
+    want = finetuned_weights(tmp_path / "plain", cfg, data_dir, jit_compile=False)
+    got = finetuned_weights(tmp_path / "xla", cfg, data_dir, jit_compile=True)
+    assert [m.replica_jit_compile for m in models] == [False, True]
+    assert not any(m.jit_compile for m in models)  # never Keras' whole-step XLA
+    assert_same_run(got, want)
+
+
+def test_jit_compile_auto_is_on_only_with_a_gpu(tiny_model_dir):
+    import tensorflow as tf
+
+    cfg = tiny_config(tiny_model_dir, layer_decay=0.8)
+    model = finetune.build_classifier(finetune.load_init(cfg), glue.get_task("mrpc"), SEQ)
+    finetune.compile_classifier(model, cfg, glue.get_task("mrpc"), num_train_steps=1)
+    assert model.replica_jit_compile == bool(tf.config.list_logical_devices("GPU"))
 
 
 # === Defaults and errors ===
