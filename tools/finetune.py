@@ -7,9 +7,11 @@
     python tools/finetune.py --task=mrpc --data_dir=GLUE/MRPC --init=none \
         --config=configs/electra_tiny.json --vocab=vocab.txt --output_dir=DIR
 
-Scale-out (as tools/pretrain.py): --strategy=auto|one_device|mirrored|multi_worker|tpu,
---tpu=ADDRESS, --precision=float32|mixed_bfloat16|mixed_float16, --cpu_replicas=N;
---batch_size is then the global batch.
+Scale-out (as tools/pretrain.py, tools/runtime_flags.py):
+--strategy=auto|one_device|mirrored|multi_worker|tpu, --tpu=ADDRESS,
+--precision=float32|mixed_bfloat16|mixed_float16, --[no]jit_compile, --cpu_replicas=N,
+--grad_accum_steps=N; --batch_size is the global batch of one update, over all replicas
+and micro-batches.
 
 --init is a pretraining --model_dir (or its discriminator/ directory), or "none" for a
 randomly initialised encoder of --config. Epochs, learning rate and layer decay default
@@ -27,8 +29,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags, logging  # noqa: E402
 
+import runtime_flags  # noqa: E402  (tools/, the script's directory)
 from electra_tf.data import glue  # noqa: E402
-from electra_tf.training import finetune, runtime  # noqa: E402
+from electra_tf.training import finetune  # noqa: E402
 
 _TASK = flags.DEFINE_enum("task", None, list(glue.GLUE_TASKS) + ["custom"],
                           "GLUE task, or custom for --text_column/--label_column data.")
@@ -43,7 +46,11 @@ _LEARNING_RATE = flags.DEFINE_float(
     "learning_rate", None, "Peak learning rate. Default: 3e-4 small, 1e-4 base, 5e-5 large.")
 _LAYER_DECAY = flags.DEFINE_float(
     "layer_decay", None, "Layer-wise learning-rate decay. Default: 0.8 (0.9 for large).")
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Training batch size.")
+_BATCH_SIZE = flags.DEFINE_integer(
+    "batch_size", 32, "Training batch size: the global batch of one update.")
+_GRAD_ACCUM_STEPS = flags.DEFINE_integer(
+    "grad_accum_steps", 1, "Split each update's batch into N micro-batches (the update "
+    "is the same, memory that of one micro-batch); --batch_size must divide evenly.")
 _MAX_SEQ_LENGTH = flags.DEFINE_integer("max_seq_length", 128, "Tokens per example.")
 _WARMUP_FRACTION = flags.DEFINE_float("warmup_fraction", 0.1, "Linear warmup share of steps.")
 _WEIGHT_DECAY = flags.DEFINE_float("weight_decay", 0.01, "AdamW weight decay.")
@@ -62,16 +69,6 @@ _LABEL_NAMES = flags.DEFINE_list(
     "label_names", [], "Custom task: the labels in order (default: sorted train labels).")
 _REGRESSION = flags.DEFINE_bool("regression", False, "Custom task: predict a number.")
 _PROGRESS = flags.DEFINE_enum("progress", "auto", ["auto", "bar", "none"], "Keras progress bar.")
-_STRATEGY = flags.DEFINE_enum(
-    "strategy", "auto", list(runtime.STRATEGIES),
-    "auto: TPU if --tpu is given, else all local GPUs if more than one, else all "
-    "logical CPUs if --cpu_replicas > 1, else one device. multi_worker reads TF_CONFIG.")
-_TPU = flags.DEFINE_string("tpu", None, "TPU name or grpc:// address (or 'local').")
-_PRECISION = flags.DEFINE_enum(
-    "precision", "float32", list(runtime.PRECISIONS), "Keras dtype policy.")
-_CPU_REPLICAS = flags.DEFINE_integer(
-    "cpu_replicas", None, "Split the CPU into N logical devices, to try multi-replica "
-    "strategies on one machine.")
 
 flags.mark_flags_as_required(["task", "data_dir", "init", "output_dir"])
 
@@ -80,26 +77,25 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.INFO)
-    if _CPU_REPLICAS.value:
-        runtime.split_cpu(_CPU_REPLICAS.value)
-    strategy = runtime.make_strategy(_STRATEGY.value, tpu=_TPU.value)
-    cfg = finetune.FinetuneConfig(
-        task=_TASK.value, init=_INIT.value, model_config=_CONFIG.value, vocab=_VOCAB.value,
-        lowercase=_LOWERCASE.value, max_seq_length=_MAX_SEQ_LENGTH.value,
-        batch_size=_BATCH_SIZE.value, epochs=_EPOCHS.value, learning_rate=_LEARNING_RATE.value,
-        layer_decay=_LAYER_DECAY.value, warmup_fraction=_WARMUP_FRACTION.value,
-        weight_decay=_WEIGHT_DECAY.value, seed=_SEED.value,
-        max_train_examples=_MAX_TRAIN_EXAMPLES.value, skip_bad_rows=_SKIP_BAD_ROWS.value,
-        text_column=_TEXT_COLUMN.value, text_pair_column=_TEXT_PAIR_COLUMN.value,
-        label_column=_LABEL_COLUMN.value, label_names=tuple(_LABEL_NAMES.value),
-        regression=_REGRESSION.value,
-    )
+    strategy = runtime_flags.make_strategy()
     verbose = {"auto": "auto", "bar": 1, "none": 0}[_PROGRESS.value]
     try:
-        summary = finetune.run_finetuning(cfg, _DATA_DIR.value, _OUTPUT_DIR.value,
-                                          seeds=_SEEDS.value, overwrite=_OVERWRITE.value,
-                                          verbose=verbose, strategy=strategy,
-                                          precision=_PRECISION.value)
+        cfg = finetune.FinetuneConfig(
+            task=_TASK.value, init=_INIT.value, model_config=_CONFIG.value, vocab=_VOCAB.value,
+            lowercase=_LOWERCASE.value, max_seq_length=_MAX_SEQ_LENGTH.value,
+            batch_size=_BATCH_SIZE.value, grad_accum_steps=_GRAD_ACCUM_STEPS.value,
+            epochs=_EPOCHS.value, learning_rate=_LEARNING_RATE.value,
+            layer_decay=_LAYER_DECAY.value, warmup_fraction=_WARMUP_FRACTION.value,
+            weight_decay=_WEIGHT_DECAY.value, seed=_SEED.value,
+            max_train_examples=_MAX_TRAIN_EXAMPLES.value, skip_bad_rows=_SKIP_BAD_ROWS.value,
+            text_column=_TEXT_COLUMN.value, text_pair_column=_TEXT_PAIR_COLUMN.value,
+            label_column=_LABEL_COLUMN.value, label_names=tuple(_LABEL_NAMES.value),
+            regression=_REGRESSION.value,
+        )
+        summary = finetune.run_finetuning(
+            cfg, _DATA_DIR.value, _OUTPUT_DIR.value, seeds=_SEEDS.value,
+            overwrite=_OVERWRITE.value, verbose=verbose, strategy=strategy,
+            precision=runtime_flags.PRECISION.value, jit_compile=runtime_flags.jit_compile())
     # Bad data, paths or settings: all raised before training starts.
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)

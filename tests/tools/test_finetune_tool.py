@@ -88,3 +88,21 @@ def test_custom_jsonl_task_skips_and_counts_bad_rows(tmp_path, tiny_vocab):
     config = json.loads((out / "finetune_config.json").read_text())
     assert config["label_names"] == ["low", "high"] and config["text_column"] == "review"
 
+
+
+def test_scale_out_flags_split_the_batch_over_replicas_and_micro_batches(tmp_path, tiny_vocab):
+    """The flags reach the run. (XLA itself, and the refusal of a batch that does not
+    split: test_finetune.py and test_distribute.py; XLA takes a minute to compile on 2
+    CPU replicas.)"""
+    data_dir = write_sst2(tmp_path / "SST-2")
+    out = tmp_path / "out"
+    done = run_tool("--task=sst2", f"--data_dir={data_dir}", *common_args(tiny_vocab, out),
+                    "--cpu_replicas=2", "--strategy=mirrored", "--precision=mixed_bfloat16",
+                    "--grad_accum_steps=2", "--nojit_compile")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "MirroredStrategy: 2 replicas in sync" in done.stderr
+    assert "Keras dtype policy: mixed_bfloat16" in done.stderr
+    summary = json.loads((out / "eval_results.json").read_text())
+    assert summary["runs"][0]["train"]["steps"] == 2  # 16 examples, global batch 8
+    config = json.loads((out / "finetune_config.json").read_text())
+    assert (config["batch_size"], config["grad_accum_steps"]) == (8, 2)
