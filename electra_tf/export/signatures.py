@@ -6,11 +6,19 @@ Text inputs are string tensors `[batch]`; id inputs are int32 `[batch, seq]`, wi
 `[CLS] text [SEP]` (or `[CLS] text [SEP] text_pair [SEP]`), truncated to
 max_seq_length, and padded only to the longest sequence of the request: `seq` is that
 length, so short requests are not charged for max_seq_length positions.
+
+Outputs that do not depend on the encoder's values at padded positions (the text
+signature's scores, which are 0 there, and a classifier's [CLS] logits) run the encoder
+on the real tokens only (`RealTokenRows`): in a batch of mixed-length texts most rows
+of `[batch, seq]` can be padding, and every Dense, GELU and LayerNorm skips them; only
+attention sees `[batch, seq]`. Outputs holding padded positions (sequence_output,
+replaced_token_scores_ids' logits) run the encoder as Keras does.
 """
 
 import tensorflow as tf
 
 from electra_tf.data import schema
+from electra_tf.models import encoder as encoder_lib
 from electra_tf.export.names import (
     CLS_OUTPUT, ENCODER_FEATURES, ENCODER_FEATURES_IDS, LABEL, LOGITS, NUM_TOKENS, PREDICT_IDS,
     PROBABILITIES, REPLACED_TOKEN_SCORES, REPLACED_TOKEN_SCORES_IDS, SCORE, SCORES,
@@ -40,6 +48,63 @@ def id_features(token_ids, segment_ids, padding_mask):
 def id_inputs(features):
     """Model features to id-signature inputs (all int32): the inverse of id_features."""
     return {name: tf.cast(features[name], tf.int32) for name in ID_INPUTS}
+
+
+class RealTokenRows(encoder_lib.PaddedRows):
+    """The real tokens of a `[batch, seq]` batch as rows `[N, width]`, N = real tokens.
+
+    For `ElectraEncoder.call_rows`: rows of padded positions are never computed. The
+    heads of attention are gathered straight from the rows (and back), without the
+    padded `[batch * seq, width]` copy and the transposes of `PaddedRows`. Padded
+    positions take the values of row 0: as keys they get the -1e9 attention bias, so
+    they weigh exactly 0 as in the Keras model, and their query results are dropped.
+    So the real tokens' values equal the Keras model's.
+
+    Args:
+      padding_mask: bool `[batch, seq]`, true on real tokens.
+    """
+
+    def __init__(self, padding_mask):
+        shape = tf.shape(padding_mask)
+        super().__init__((shape[0], shape[1]))
+        flat_mask = tf.reshape(padding_mask, [-1])
+        # Row-major flat index (b * seq + position) of each real token: `[N]`.
+        self.positions = tf.cast(tf.where(flat_mask)[:, 0], tf.int32)
+        # The row of each position `[batch, seq]` (0 for padding).
+        row = tf.cumsum(tf.cast(flat_mask, tf.int32)) - 1
+        self._row_of_position = tf.reshape(tf.where(flat_mask, row, 0), shape)
+        self._batch, self._seq = shape[0], shape[1]
+
+    def to_rows(self, x):
+        return tf.gather(super().to_rows(x), self.positions)
+
+    def from_rows(self, rows):
+        """`[N, width]` -> `[batch, seq, width]`, zeros at padded positions."""
+        shape = tf.stack([self._batch * self._seq, rows.shape[-1]])
+        return super().from_rows(tf.scatter_nd(self.positions[:, None], rows, shape))
+
+    def split_heads(self, qkv_rows, num_heads, head_size):
+        """`[N, 3 * heads * head_size]` -> q, k, v `[batch, heads, seq, head_size]`."""
+        slices = tf.reshape(qkv_rows, [-1, head_size])  # [N * 3 * heads, head_size]
+        # Slice (row, t, head) of q/k/v t at [batch, head, seq].
+        first = (self._row_of_position[:, None, :] * (3 * num_heads)
+                 + tf.range(num_heads)[None, :, None])
+        return [tf.gather(slices, first + t * num_heads) for t in range(3)]
+
+    def merge_heads(self, context, width):
+        """`[batch, heads, seq, head_size]` -> `[N, width]`."""
+        heads, head_size = context.shape[1], context.shape[3]
+        slices = tf.reshape(context, [-1, head_size])  # [batch * heads * seq, head_size]
+        example, position = self.positions // self._seq, self.positions % self._seq
+        index = ((example[:, None] * heads + tf.range(heads)[None, :]) * self._seq
+                 + position[:, None])
+        return tf.reshape(tf.gather(slices, index), [-1, width])
+
+
+def real_token_rows(encoder, features):
+    """The encoder's output at the real tokens: (rows `[N, hidden]`, RealTokenRows)."""
+    layout = RealTokenRows(features[schema.PADDING_MASK])
+    return encoder.call_rows(features, layout, training=False), layout
 
 
 class TextPacker:
@@ -133,14 +198,17 @@ def discriminator_endpoints(discriminator, packer):
     returns scores and logits float32 `[batch, seq]`.
     """
 
-    def score(features):
-        logits = tf.cast(discriminator(features, training=False), tf.float32)
+    def score(features, logits):
+        logits = tf.cast(logits, tf.float32)
         scores = tf.where(features[schema.PADDING_MASK], tf.sigmoid(logits), 0.0)
         return logits, scores
 
     def replaced_token_scores(text):
         features, info = packer(text)
-        _, scores = score(features)
+        rows, layout = real_token_rows(discriminator.encoder, features)
+        # [N] -> [batch, seq]; padded positions get logit 0, masked to score 0.
+        logits = layout.from_rows(discriminator.rtd_head(rows)[:, None])[:, :, 0]
+        _, scores = score(features, logits)
         return {
             TOKENS: packer.tokenizer.id_to_token(features[schema.TOKEN_IDS]),
             SCORES: scores,
@@ -150,7 +218,8 @@ def discriminator_endpoints(discriminator, packer):
         }
 
     def replaced_token_scores_ids(token_ids, segment_ids, padding_mask):
-        logits, scores = score(id_features(token_ids, segment_ids, padding_mask))
+        features = id_features(token_ids, segment_ids, padding_mask)
+        logits, scores = score(features, discriminator(features, training=False))
         return {SCORES: scores, LOGITS: logits}
 
     return {
@@ -184,7 +253,9 @@ def classifier_endpoints(classifier, packer, label_names=(), pair=False):
                              f"{label_names}")
 
     def logits_of(features):
-        return tf.cast(classifier(features, training=False), tf.float32)
+        # The head reads the [CLS] position only: padded rows are not needed.
+        rows, layout = real_token_rows(classifier.encoder, features)
+        return tf.cast(classifier.head(layout.from_rows(rows), training=False), tf.float32)
 
     def answer(features, info):
         logits = logits_of(features)

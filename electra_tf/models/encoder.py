@@ -244,34 +244,49 @@ class TransformerBlock(keras.layers.Layer):
         self.output_dense.build(tuple(x_shape[:-1]) + (self.intermediate_size,))
         self.output_layer_norm.build(hidden_shape)
 
-    def _attention(self, x, padding_mask, training):
-        batch_and_seq = ops.shape(x)[:2]
-        # [B, L, 3H] -> [3, B, heads, L, head_size]: one transpose for q, k and v.
-        qkv = ops.reshape(
-            self.qkv(x), batch_and_seq + (3, self.num_heads, self.head_size)
+    def _attention(self, rows, layout, bias, training):
+        # [N, 3H] -> q, k, v `[B, heads, L, head_size]` (one transpose for all three).
+        query, key, value = layout.split_heads(
+            self.qkv(rows), self.num_heads, self.head_size
         )
-        query, key, value = ops.unstack(ops.transpose(qkv, (2, 0, 3, 1, 4)))
         scores = ops.einsum("bnqd,bnkd->bnqk", query, key)
         # Softmax in float32 even under mixed precision (as torch autocast does):
         # bfloat16's 8-bit mantissa is too coarse for a sum of exponentials.
         scores = ops.cast(scores, "float32") * (self.head_size**-0.5)
-        scores += attention_bias(padding_mask)
+        scores += bias
         probs = ops.cast(ops.softmax(scores, axis=-1), self.compute_dtype)
         probs = self.attention_probs_dropout(probs, training=training)
-        context = ops.transpose(ops.matmul(probs, value), (0, 2, 1, 3))
-        return self.attention_output(
-            ops.reshape(context, batch_and_seq + (self.hidden_size,))
+        context = ops.matmul(probs, value)
+        return self.attention_output(layout.merge_heads(context, self.hidden_size))
+
+    def call_rows(self, rows, layout, bias, training=None):
+        """The block on the positions of a batch laid out as rows of a matrix.
+
+        Args:
+            rows: `[N, hidden_size]`, the positions `layout` holds.
+            layout: a `PaddedRows` (every position; `call`) or a subclass that
+                holds some of them (e.g. only real tokens).
+            bias: float32 `[batch, 1, 1, seq_len]`, `attention_bias(padding_mask)`.
+            training: bool, whether dropout is on.
+
+        Returns:
+            `[N, hidden_size]`.
+        """
+        attended = self.attention_dropout(
+            self._attention(rows, layout, bias, training), training=training
         )
+        rows = self.attention_layer_norm(rows + attended)
+        ffn = self.output_dropout(
+            self.output_dense(self.intermediate(rows)), training=training
+        )
+        return self.output_layer_norm(rows + ffn)
 
     def call(self, x, padding_mask, training=None):
-        attended = self.attention_dropout(
-            self._attention(x, padding_mask, training), training=training
+        layout = PaddedRows(ops.shape(x)[:2])
+        rows = self.call_rows(
+            layout.to_rows(x), layout, attention_bias(padding_mask), training
         )
-        x = self.attention_layer_norm(x + attended)
-        ffn = self.output_dropout(
-            self.output_dense(self.intermediate(x)), training=training
-        )
-        return self.output_layer_norm(x + ffn)
+        return layout.from_rows(rows)
 
     def compute_output_shape(self, x_shape, padding_mask_shape=None):
         return x_shape
@@ -291,6 +306,45 @@ class TransformerBlock(keras.layers.Layer):
             }
         )
         return config
+
+
+class PaddedRows:
+    """Every position of a `[batch, seq_len]` batch as one row of a 2-D matrix.
+
+    The blocks run their Dense layers, residuals and LayerNorms on rows
+    `[batch * seq_len, width]` rather than on `[batch, seq_len, width]`: Dense on a
+    3-D input is a tensordot (Reshape -> MatMul -> Reshape -> BiasAdd), and that
+    Reshape between MatMul and BiasAdd keeps grappler's CPU remapper from fusing
+    MatMul + BiasAdd (+ exact GELU) into one `_FusedMatMul`. The math is the same:
+    tensordot multiplies the same 2-D matrix. Subclasses hold only some positions
+    (`to_rows`/`from_rows`); attention always works on `[batch, heads, seq_len, d]`.
+
+    Args:
+        batch_and_seq: (batch, seq_len), ints or scalar tensors.
+    """
+
+    def __init__(self, batch_and_seq):
+        self.batch_and_seq = tuple(batch_and_seq)
+
+    def to_rows(self, x):
+        """`[batch, seq_len, width]` -> `[N, width]`."""
+        return ops.reshape(x, (-1, x.shape[-1]))
+
+    def from_rows(self, rows):
+        """`[N, width]` -> `[batch, seq_len, width]`."""
+        return ops.reshape(rows, self.batch_and_seq + (rows.shape[-1],))
+
+    def split_heads(self, qkv_rows, num_heads, head_size):
+        """`[N, 3 * heads * head_size]` -> q, k, v `[batch, heads, seq_len, size]`."""
+        qkv = ops.reshape(
+            self.from_rows(qkv_rows), self.batch_and_seq + (3, num_heads, head_size)
+        )
+        return ops.unstack(ops.transpose(qkv, (2, 0, 3, 1, 4)))
+
+    def merge_heads(self, context, width):
+        """`[batch, heads, seq_len, head_size]` -> `[N, width]`."""
+        context = ops.transpose(context, (0, 2, 1, 3))
+        return self.to_rows(ops.reshape(context, self.batch_and_seq + (width,)))
 
 
 def attention_bias(padding_mask):
@@ -443,14 +497,34 @@ class ElectraEncoder(keras.layers.Layer):
             raise ValueError(
                 f"ElectraEncoder inputs lack {missing}; got keys {sorted(inputs)}"
             )
+        layout = PaddedRows(ops.shape(inputs[schema.TOKEN_IDS])[:2])
+        return layout.from_rows(self.call_rows(inputs, layout, training=training))
+
+    def call_rows(self, inputs, layout, training=None):
+        """The encoder's output at the positions `layout` holds, as rows.
+
+        `call` is `layout.from_rows(call_rows(inputs, PaddedRows(...)))`; a layout
+        that holds only real tokens skips the padding's share of every Dense, GELU
+        and LayerNorm (attention still sees `[batch, seq_len]`).
+
+        Args:
+            inputs: as for `call`.
+            layout: a `PaddedRows` (or subclass) for `[batch, seq_len]`.
+            training: bool, whether dropout is on.
+
+        Returns:
+            `[N, hidden_size]` in the compute dtype.
+        """
         x = self.embeddings(
             inputs[schema.TOKEN_IDS], inputs[schema.SEGMENT_IDS], training=training
         )
+        rows = layout.to_rows(x)
         if self.embeddings_project is not None:
-            x = self.embeddings_project(x)
+            rows = self.embeddings_project(rows)
+        bias = attention_bias(inputs[schema.PADDING_MASK])
         for block in self.blocks:
-            x = block(x, inputs[schema.PADDING_MASK], training=training)
-        return x
+            rows = block.call_rows(rows, layout, bias, training=training)
+        return rows
 
     def compute_output_shape(self, inputs_shape):
         return tuple(inputs_shape[schema.TOKEN_IDS]) + (self.hidden_size,)
