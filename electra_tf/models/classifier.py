@@ -224,6 +224,21 @@ class ElectraClassifier(keras.Model):
         self.grad_accum_steps = grad_accum_steps
         super().compile(optimizer=optimizer, jit_compile=False, **kwargs)
 
+    def get_compile_config(self):
+        """Keras' compile config, with this `compile`'s own arguments."""
+        config = super().get_compile_config()
+        if config:
+            config.update(jit_compile=self.replica_jit_compile,
+                          grad_accum_steps=self.grad_accum_steps)
+        return config
+
+    def compile_from_config(self, config):
+        # Keras' own skips a custom `compile` (with a warning), so that
+        # `keras.models.load_model` would return the model uncompiled.
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
     def _forward(self, x):
         return self(x, training=True)
 
