@@ -17,7 +17,8 @@ and micro-batches.
 randomly initialised encoder of --config. Epochs, learning rate and layer decay default
 to the ELECTRA paper's values for the task and model size. --output_dir receives the
 fine-tuned model (loadable with electra_tf.training.finetune.load_finetuned),
-eval_results.json and GLUE submission files for the test split (e.g. SST-2.tsv).
+eval_results.json and GLUE submission files for the test split (e.g. SST-2.tsv); with
+--strategy=multi_worker only the chief (worker 0) writes it and prints the results.
 """
 
 import json
@@ -31,7 +32,7 @@ from absl import app, flags, logging  # noqa: E402
 
 import runtime_flags  # noqa: E402  (tools/, the script's directory)
 from electra_tf.data import glue  # noqa: E402
-from electra_tf.training import finetune  # noqa: E402
+from electra_tf.training import finetune, runtime  # noqa: E402
 
 _TASK = flags.DEFINE_enum("task", None, list(glue.GLUE_TASKS) + ["custom"],
                           "GLUE task, or custom for --text_column/--label_column data.")
@@ -100,6 +101,8 @@ def main(argv):
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    if not runtime.is_chief(strategy):
+        return 0  # the chief reports and writes --output_dir
     for run in summary["runs"]:
         splits = {s: run[s] for s in summary["median"]}
         print(f"seed {run['seed']}: {json.dumps(splits)}")

@@ -245,6 +245,8 @@ class ElectraClassifier(keras.Model):
     # Keras' LossScaleOptimizer checks each replica's gradients before the
     # all-reduce; the pretrainer's rule makes the replicas skip a step together.
     _agree_on_finiteness = ElectraPretrainer._agree_on_finiteness
+    # Scalar logs fail Keras' cross-worker reduction (tensorflow/tensorflow#72388).
+    _reducible = ElectraPretrainer._reducible
 
     def _micro_batch_shares(self, rows):
         """Factors that turn Keras' per-micro-batch losses into shares of the step's mean.
@@ -302,7 +304,11 @@ class ElectraClassifier(keras.Model):
                                             sample_weight=rows[k])
             predictions.append(y_pred)
         self.optimizer.apply(self._agree_on_finiteness(grads), variables)
-        return self.compute_metrics(x, y, tf.concat(predictions, 0), sample_weight=sample_weight)
+        return self._reducible(
+            self.compute_metrics(x, y, tf.concat(predictions, 0), sample_weight=sample_weight))
+
+    def test_step(self, data):
+        return self._reducible(super().test_step(data))
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         # Under a tf.distribute strategy Keras averages a first batch over the replicas

@@ -29,6 +29,10 @@ With `seeds=N > 1`, each seed `s` (cfg.seed, cfg.seed + 1, ...) runs into `seed_
 with the layout above (its eval_results.json holding that run's results), and the top
 level holds the summary eval_results.json and the submission files of the best seed by
 the main dev metric; `load_finetuned(output_dir)` then loads the best seed's model.
+
+Under MultiWorkerMirroredStrategy every worker trains and evaluates (both are
+collective: the dev metrics cover the whole dev set, gathered over the workers), and
+only the chief writes output_dir; the others write nothing.
 """
 
 import dataclasses
@@ -344,10 +348,11 @@ def encode_task_data(data, tokenizer, max_seq_length):
 
 
 def train_one(cfg, task, data, init, run_dir, verbose=0, strategy=None, precision="float32",
-              jit_compile="auto"):
+              jit_compile="auto", write=True):
     """Fine-tunes one seed (cfg.seed, cfg resolved) on encoded `TaskData`; writes
-    run_dir; returns its results. `strategy`, `precision` and `jit_compile`: see
-    `run_finetuning`."""
+    run_dir if `write` (a worker other than the chief computes the same results and
+    writes nothing); returns its results. `strategy`, `precision` and `jit_compile`:
+    see `run_finetuning`."""
     keras.utils.set_random_seed(cfg.seed)
     num_train = len(data.train.examples)
     with runtime.precision_policy(precision), (strategy or tf.distribute.get_strategy()).scope():
@@ -374,10 +379,14 @@ def train_one(cfg, task, data, init, run_dir, verbose=0, strategy=None, precisio
     for name, split in data.evals.items():
         results[name] = evaluate(model, task, split)
         logging.info("seed %d %s: %s", cfg.seed, name, results[name])
-    save_finetuned(model, cfg, init.vocab_path, run_dir)
+    if write:
+        save_finetuned(model, cfg, init.vocab_path, run_dir)
     for name, split in data.tests.items():
-        glue.write_submission(os.path.join(run_dir, task.submissions[name]), task,
-                              split.examples.ids, predict_logits(model, split))
+        # Every worker predicts (a collective); the chief writes.
+        logits = predict_logits(model, split)
+        if write:
+            glue.write_submission(os.path.join(run_dir, task.submissions[name]), task,
+                                  split.examples.ids, logits)
     return results
 
 
@@ -386,14 +395,18 @@ def _write_json(path, value):
         f.write(json.dumps(value, indent=2) + "\n")
 
 
-def prepare_output_dir(output_dir, overwrite):
-    """Creates output_dir; refuses a non-empty one unless `overwrite` (files of the new
-    run then replace the old ones; nothing else is deleted)."""
+def prepare_output_dir(output_dir, overwrite, create=True):
+    """Creates output_dir (if `create`); refuses a non-empty one unless `overwrite`
+    (files of the new run then replace the old ones; nothing else is deleted).
+
+    Every worker of a multi-worker job checks, so all refuse alike before training;
+    only the chief creates."""
     if tf.io.gfile.isdir(output_dir) and tf.io.gfile.listdir(output_dir) and not overwrite:
         raise FileExistsError(
             f"{output_dir} is not empty; choose another output directory or pass "
             "overwrite (--overwrite)")
-    tf.io.gfile.makedirs(output_dir)
+    if create:
+        tf.io.gfile.makedirs(output_dir)
 
 
 def summarize(task, runs):
@@ -423,7 +436,9 @@ def run_finetuning(cfg, data_dir, output_dir, *, seeds=1, overwrite=False, verbo
       seeds: number of runs, with seeds cfg.seed, cfg.seed + 1, ...
       verbose: Keras progress-bar verbosity.
       strategy: a tf.distribute strategy (`runtime.make_strategy`); cfg.batch_size
-        is then the global batch. The default strategy when None.
+        is then the global batch. The default strategy when None. Under
+        MultiWorkerMirroredStrategy only the chief (`runtime.is_chief`) writes
+        output_dir; every worker returns the same summary.
       precision: a Keras dtype policy name (`runtime.PRECISIONS`).
       jit_compile: XLA on each replica's forward and backward pass: True, False, or
         "auto" (on with a GPU); see `ElectraClassifier.compile`.
@@ -439,7 +454,9 @@ def run_finetuning(cfg, data_dir, output_dir, *, seeds=1, overwrite=False, verbo
     """
     if seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {seeds}")
-    replicas = (strategy or tf.distribute.get_strategy()).num_replicas_in_sync
+    strategy = strategy or tf.distribute.get_strategy()
+    chief = runtime.is_chief(strategy)
+    replicas = strategy.num_replicas_in_sync
     if cfg.grad_accum_steps > 1 and cfg.batch_size % (replicas * cfg.grad_accum_steps):
         raise ValueError(f"batch_size={cfg.batch_size} (the global batch) must be divisible "
                          f"by replicas ({replicas}) x grad_accum_steps ({cfg.grad_accum_steps})")
@@ -458,7 +475,7 @@ def run_finetuning(cfg, data_dir, output_dir, *, seeds=1, overwrite=False, verbo
         raise ValueError(f"the vocabulary {init.vocab_path} has {tokenizer.vocab_size} tokens, "
                          f"the encoder {init.encoder_config['vocab_size']}")
     data = read_task_data(task, cfg, data_dir)
-    prepare_output_dir(output_dir, overwrite)
+    prepare_output_dir(output_dir, overwrite, create=chief)
     logging.info("Fine-tuning %s on %d examples: %s", task.name, len(data.train), cfg)
     data = encode_task_data(data, tokenizer, cfg.max_seq_length)
 
@@ -467,10 +484,12 @@ def run_finetuning(cfg, data_dir, output_dir, *, seeds=1, overwrite=False, verbo
         run_cfg = dataclasses.replace(cfg, seed=cfg.seed + i)
         run_dir = output_dir if seeds == 1 else os.path.join(output_dir, f"seed_{run_cfg.seed}")
         runs.append(train_one(run_cfg, task, data, init, run_dir, verbose, strategy, precision,
-                              jit_compile))
-        if seeds > 1:
+                              jit_compile, write=chief))
+        if seeds > 1 and chief:
             _write_json(os.path.join(run_dir, EVAL_RESULTS_JSON), runs[-1])
     summary = summarize(task, runs)
+    if not chief:
+        return summary
     if seeds > 1:
         for name in (task.submissions[s] for s in data.tests):
             tf.io.gfile.copy(os.path.join(output_dir, summary["best_run"], name),
