@@ -19,28 +19,20 @@ for evaluation. See benchmarks/README.md.
 import argparse
 import json
 import os
-import pathlib
 import sys
 import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
-DEV_CORPORA = (
-    "nltk_gutenberg",
-    "nltk_state_union",
-    "nltk_inaugural",
-    "nltk_webtext",
-    "tinyshakespeare",
-    "nltk_movie_reviews",
-)
+import shared_data  # noqa: E402  (benchmarks/, the script's directory)
+
 BUILD_GOAL_VS_HF = 1.5
 PIPELINE_GOAL_TOKENS_PER_SEC = 2e6
 
 
 def parse_args(argv):
-    shared = pathlib.Path(os.environ.get("ELECTRA_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+    shared = shared_data.SHARED_DATA
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--corpus_dir", default=str(shared / "corpus"),
                         help="Holds the development corpora (one directory each).")
@@ -59,13 +51,10 @@ def parse_args(argv):
 
 def corpus_files(corpus_dir):
     """Every file of the development corpora, README files excluded, sorted."""
-    files = []
-    for name in DEV_CORPORA:
-        root = pathlib.Path(corpus_dir) / name
-        if not root.is_dir():
-            sys.exit(f"error: corpus {root} not found (set ELECTRA_SHARED_DATA or --corpus_dir)")
-        files += sorted(str(p) for p in root.rglob("*") if p.is_file() and p.name != "README")
-    return files
+    try:
+        return shared_data.dev_corpus_files(corpus_dir)
+    except FileNotFoundError as e:
+        sys.exit(f"error: {e}")
 
 
 def fastest(repeats, run):

@@ -46,10 +46,9 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from absl import app, flags, logging  # noqa: E402
 
-SHARED_DATA = pathlib.Path(
-    os.environ.get("ELECTRA_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
-DEV_CORPORA = ("nltk_gutenberg", "nltk_state_union", "nltk_inaugural", "nltk_webtext",
-               "tinyshakespeare", "nltk_movie_reviews")
+import shared_data  # noqa: E402  (benchmarks/, the script's directory)
+from shared_data import SHARED_DATA  # noqa: E402
+
 GLUE_DIRS = {"sst2": "SST-2", "mrpc": "MRPC", "stsb": "STS-B"}
 
 _WORK_DIR = flags.DEFINE_string("work_dir", "/tmp/pretraining_gain", "Everything goes here.")
@@ -88,16 +87,6 @@ def per_task(entries, task, default):
     """The value of `task` in ["task=value", ...], as an int, or `default`."""
     values = dict(entry.split("=", 1) for entry in entries)
     return int(values.get(task, default))
-
-
-def dev_corpus_files(corpus_dir):
-    files = []
-    for name in DEV_CORPORA:
-        files += sorted(str(p) for p in pathlib.Path(corpus_dir, name).rglob("*")
-                        if p.is_file() and p.name != "README")
-    if not files:
-        raise FileNotFoundError(f"no development corpora under {corpus_dir}")
-    return files
 
 
 def prepare_vocab(work_dir, files):
@@ -200,7 +189,7 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     work_dir = _WORK_DIR.value
     os.makedirs(work_dir, exist_ok=True)
-    files = dev_corpus_files(_CORPUS_DIR.value)
+    files = shared_data.dev_corpus_files(_CORPUS_DIR.value)
     vocab_path = prepare_vocab(work_dir, files)
     data_dir = prepare_data(work_dir, files, vocab_path)
     model_dir, pretrain_steps, pretrain_seconds = pretrain_model(work_dir, data_dir, vocab_path)
