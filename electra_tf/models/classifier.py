@@ -15,8 +15,7 @@ from keras import ops
 
 from electra_tf.data import schema
 from electra_tf.models.encoder import ElectraEncoder, truncated_normal
-from electra_tf.models.pretrainer import ElectraPretrainer, _add_gradients
-from electra_tf.training import optimization
+from electra_tf.training import optimization, steps
 
 # What must agree for one encoder's weights to mean the same in another (dropout
 # rates may differ: fine-tuning may choose its own).
@@ -25,30 +24,6 @@ _ARCHITECTURE_FIELDS = (
     "intermediate_size", "hidden_activation", "max_position_embeddings", "type_vocab_size",
     "layer_norm_epsilon",
 )
-
-
-def split_rows(batch, num_parts):
-    """Splits every tensor of `batch` into `num_parts` consecutive row blocks.
-
-    The blocks are as equal as possible: with n rows, the first `n % num_parts`
-    get one row more (an epoch's last, smaller batch need not divide evenly).
-
-    Args:
-      batch: a nest (dict, tuple, ...) of tensors `[n, ...]` with the same n;
-        None entries (e.g. no sample weights) stay None.
-      num_parts: int >= 1.
-
-    Returns:
-      list of `num_parts` nests like `batch`, part k `[n_k, ...]`, sum n_k = n.
-    """
-    if num_parts == 1:
-        return [batch]
-    flat = tf.nest.flatten(batch)
-    rows = tf.shape(next(t for t in flat if t is not None))[0]
-    sizes = rows // num_parts + tf.cast(tf.range(num_parts) < rows % num_parts, tf.int32)
-    columns = [[None] * num_parts if t is None else tf.split(t, sizes) for t in flat]
-    return [tf.nest.pack_sequence_as(batch, [column[k] for column in columns])
-            for k in range(num_parts)]
 
 
 @keras.saving.register_keras_serializable(package="electra_tf")
@@ -218,9 +193,7 @@ class ElectraClassifier(keras.Model):
         """
         if grad_accum_steps < 1:
             raise ValueError(f"grad_accum_steps must be >= 1, got {grad_accum_steps}")
-        if jit_compile == "auto":
-            jit_compile = bool(tf.config.list_logical_devices("GPU"))
-        self.replica_jit_compile = bool(jit_compile)
+        self.replica_jit_compile = steps.resolve_jit_compile(jit_compile)
         self.grad_accum_steps = grad_accum_steps
         super().compile(optimizer=optimizer, jit_compile=False, **kwargs)
 
@@ -241,12 +214,6 @@ class ElectraClassifier(keras.Model):
 
     def _forward(self, x):
         return self(x, training=True)
-
-    # Keras' LossScaleOptimizer checks each replica's gradients before the
-    # all-reduce; the pretrainer's rule makes the replicas skip a step together.
-    _agree_on_finiteness = ElectraPretrainer._agree_on_finiteness
-    # Scalar logs fail Keras' cross-worker reduction (tensorflow/tensorflow#72388).
-    _reducible = ElectraPretrainer._reducible
 
     def _micro_batch_shares(self, rows):
         """Factors that turn Keras' per-micro-batch losses into shares of the step's mean.
@@ -275,7 +242,7 @@ class ElectraClassifier(keras.Model):
         if self.replica_jit_compile:
             # The gradient of a jit-compiled function is compiled too.
             forward = tf.function(self._forward, jit_compile=True)
-        micro_batches = split_rows((x, y, sample_weight), self.grad_accum_steps)
+        micro_batches = steps.split_rows((x, y, sample_weight), self.grad_accum_steps)
         rows = [tf.shape(part[0][schema.TOKEN_IDS])[0] for part in micro_batches]
         context = tf.distribute.get_replica_context()
         if self.grad_accum_steps == 1 and context.num_replicas_in_sync == 1:
@@ -284,31 +251,26 @@ class ElectraClassifier(keras.Model):
             shares = self._micro_batch_shares(rows)
         grads, predictions = None, []
         for k, (part_x, part_y, part_weight) in enumerate(micro_batches):
-            if grads is not None:
-                # One micro-batch at a time: the graph would otherwise run them
-                # concurrently and hold all their activations at once.
-                with tf.control_dependencies(tf.nest.flatten(grads, expand_composites=True)):
-                    part_x = {name: tf.identity(value) for name, value in part_x.items()}
+            part_x = steps.after_gradients(grads, part_x)
             with tf.GradientTape() as tape:
                 y_pred = forward(part_x)
                 loss = self._compute_loss(x=part_x, y=part_y, y_pred=y_pred,
                                           sample_weight=part_weight, training=True)
                 scaled = self.optimizer.scale_loss(loss * shares[k])
             variables = self.trainable_variables
-            part_grads = tape.gradient(scaled, variables)
-            grads = part_grads if grads is None else [
-                _add_gradients(a, b) for a, b in zip(grads, part_grads)
-            ]
+            grads = steps.accumulate(grads, tape.gradient(scaled, variables))
             # As Keras tracks it: this replica's mean loss, weighted by its rows.
             self._loss_tracker.update_state(loss * context.num_replicas_in_sync,
                                             sample_weight=rows[k])
             predictions.append(y_pred)
-        self.optimizer.apply(self._agree_on_finiteness(grads), variables)
-        return self._reducible(
-            self.compute_metrics(x, y, tf.concat(predictions, 0), sample_weight=sample_weight))
+        # Keras' LossScaleOptimizer would let each replica decide alone whether to
+        # skip an overflowed step; scalar logs fail Keras' cross-worker reduction.
+        self.optimizer.apply(steps.agree_on_finiteness(self.optimizer, grads), variables)
+        return steps.reducible_logs(self.distribute_strategy, self.compute_metrics(
+            x, y, tf.concat(predictions, 0), sample_weight=sample_weight))
 
     def test_step(self, data):
-        return self._reducible(super().test_step(data))
+        return steps.reducible_logs(self.distribute_strategy, super().test_step(data))
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         # Under a tf.distribute strategy Keras averages a first batch over the replicas

@@ -30,7 +30,7 @@ import tensorflow as tf
 from electra_tf.data import schema
 from electra_tf.models.encoder import ElectraEncoder
 from electra_tf.models.heads import MaskedLMHead, ReplacedTokenHead
-from electra_tf.training import losses
+from electra_tf.training import losses, steps
 
 # === Pure tensor functions ===
 
@@ -183,33 +183,6 @@ class ElectraGenerator(keras.Model):
 # === Pretrainer ===
 
 
-def split_batch(batch, num_parts):
-    """Splits every feature of `batch` into `num_parts` equal consecutive row blocks.
-
-    Args:
-      batch: dict of tensors `[batch, ...]`; `batch` must be divisible by `num_parts`.
-      num_parts: int >= 1.
-
-    Returns:
-      list of `num_parts` dicts with the same keys, each `[batch / num_parts, ...]`.
-    """
-    if num_parts == 1:
-        return [batch]
-    names = list(batch)
-    parts = zip(*(tf.split(batch[name], num_parts) for name in names))
-    return [dict(zip(names, values)) for values in parts]
-
-
-def _add_gradients(a, b):
-    if isinstance(a, tf.IndexedSlices) and isinstance(b, tf.IndexedSlices):
-        # IndexedSlices already mean "sum of the rows", duplicates included.
-        return tf.IndexedSlices(
-            tf.concat([a.values, b.values], 0), tf.concat([a.indices, b.indices], 0),
-            a.dense_shape,
-        )
-    return tf.convert_to_tensor(a) + tf.convert_to_tensor(b)
-
-
 @keras.saving.register_keras_serializable(package="electra_tf")
 class ElectraPretrainer(keras.Model):
     """Generator and discriminator trained jointly through `model.fit`.
@@ -290,9 +263,7 @@ class ElectraPretrainer(keras.Model):
         flag), and on one CPU was faster than whole-step XLA. "auto": on when a
         GPU is present. `self.jit_compile` (Keras' whole step) is always False.
         """
-        if jit_compile == "auto":
-            jit_compile = bool(tf.config.list_logical_devices("GPU"))
-        self.replica_jit_compile = bool(jit_compile)
+        self.replica_jit_compile = steps.resolve_jit_compile(jit_compile)
         super().compile(optimizer=optimizer, jit_compile=False, **kwargs)
 
     def call(self, inputs, training=None):
@@ -424,23 +395,6 @@ class ElectraPretrainer(keras.Model):
             for i, name in enumerate(self._trackers)
         }
 
-    def _reducible(self, logs):
-        """`logs` in a shape Keras can reduce across workers.
-
-        Under multi-worker MultiWorkerMirroredStrategy, Keras 3 reduces each log
-        with `strategy.reduce("MEAN", value, axis=0)`, which fails on scalars
-        ("Invalid reduction dimension 0", tensorflow/tensorflow#72388); a leading
-        axis of 1 reduces to the scalar.
-        """
-        strategy = self.distribute_strategy
-        several_workers = (
-            isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-            and strategy.num_replicas_in_sync > len(strategy.extended.worker_devices)
-        )
-        if not several_workers:
-            return logs
-        return {name: tf.reshape(value, [1]) for name, value in logs.items()}
-
     def _micro_batch_shares(self, micro_batches):
         """Each micro-batch's share of the global prediction and token counts.
 
@@ -463,34 +417,13 @@ class ElectraPretrainer(keras.Model):
         )
         return tf.math.divide_no_nan(counts, tf.reduce_sum(counts, axis=0, keepdims=True))
 
-    def _agree_on_finiteness(self, grads):
-        """Makes every replica's gradients non-finite if any replica's are.
-
-        Keras' LossScaleOptimizer checks the gradients before they are all-reduced
-        (they are reduced inside the inner optimizer), so on its own each replica,
-        or only the first one, decides whether to skip the step; a partial
-        gradient that overflows elsewhere would reach the weights as inf/NaN.
-        """
-        context = tf.distribute.get_replica_context()
-        if (not isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer)
-                or context.num_replicas_in_sync == 1):
-            return grads
-        local_bad = 1.0 - tf.cast(self.optimizer.check_finite(grads), tf.float32)
-        any_bad = context.all_reduce(tf.distribute.ReduceOp.SUM, local_bad) > 0
-        poison = tf.where(any_bad, float("nan"), 0.0)
-        return [
-            tf.IndexedSlices(g.values + poison, g.indices, g.dense_shape)
-            if isinstance(g, tf.IndexedSlices) else g + poison
-            for g in grads
-        ]
-
     def train_step(self, data):
         forward = self._forward
         if self.replica_jit_compile:
             # The cross-replica sums of the losses stay outside XLA; the gradient
             # of a jit-compiled function is compiled too.
             forward = tf.function(self._forward, jit_compile=True)
-        micro_batches = split_batch(data, self.grad_accum_steps)
+        micro_batches = steps.split_rows(data, self.grad_accum_steps)
         uniforms = tf.split(self._step_uniform(data), self.grad_accum_steps)
         if self.grad_accum_steps == 1:
             shares = tf.ones([1, 2])
@@ -499,11 +432,7 @@ class ElectraPretrainer(keras.Model):
         grads = None
         mlm_total = rtd_total = 0.0
         for k, (batch, uniform) in enumerate(zip(micro_batches, uniforms)):
-            if grads is not None:
-                # One micro-batch at a time: the graph would otherwise run them
-                # concurrently and hold all their activations at once.
-                with tf.control_dependencies(tf.nest.flatten(grads, expand_composites=True)):
-                    batch = {name: tf.identity(value) for name, value in batch.items()}
+            batch = steps.after_gradients(grads, batch)
             with tf.GradientTape() as tape:
                 outputs = forward(batch, uniform, training=True)
                 mlm, rtd = self._objective_losses(batch, outputs)
@@ -512,23 +441,21 @@ class ElectraPretrainer(keras.Model):
                 scaled = self.optimizer.scale_loss(loss)
             # Read after the forward pass, which builds a model not built yet.
             variables = self.trainable_variables
-            step_grads = tape.gradient(scaled, variables)
-            grads = step_grads if grads is None else [
-                _add_gradients(a, b) for a, b in zip(grads, step_grads)
-            ]
+            grads = steps.accumulate(grads, tape.gradient(scaled, variables))
             self._update_token_metrics(batch, outputs)
             mlm_total, rtd_total = mlm_total + mlm, rtd_total + rtd
         self._update_loss_metrics(mlm_total, rtd_total)
-        self.optimizer.apply(self._agree_on_finiteness(grads), variables)
-        return self._reducible(
-            {**self._metric_results(), "learning_rate": self.optimizer.learning_rate}
+        self.optimizer.apply(steps.agree_on_finiteness(self.optimizer, grads), variables)
+        return steps.reducible_logs(
+            self.distribute_strategy,
+            {**self._metric_results(), "learning_rate": self.optimizer.learning_rate},
         )
 
     def test_step(self, data):
         outputs = self._forward(data, self._fresh_uniform(data), training=False)
         self._update_token_metrics(data, outputs)
         self._update_loss_metrics(*self._objective_losses(data, outputs))
-        return self._reducible(self._metric_results())
+        return steps.reducible_logs(self.distribute_strategy, self._metric_results())
 
     def build_from_spec(self, element_spec):
         """Creates every variable by tracing one call on zeros shaped like a batch.

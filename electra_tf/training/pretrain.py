@@ -190,7 +190,8 @@ def run_pretraining(cfg, data_dir, model_dir, *, max_steps=None, strategy=None,
         model.compile(optimizer=build_optimizer(cfg), jit_compile=jit_compile,
                       steps_per_execution=cfg.train.steps_per_execution)
         spec_dataset = make_dataset(cfg, data_dir, tokenizer)
-        # The discriminator first, so the shared embeddings are named after it.
+        # Every variable exists before the optimizer builds its slots and the
+        # checkpoint is restored (the replicated step cannot create any).
         model.build_from_spec(spec_dataset.element_spec)
         model.optimizer.build(model.trainable_variables)
     checkpoint = callbacks_lib.TrainingCheckpoint(

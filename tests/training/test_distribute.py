@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from electra_tf.data import schema
 from electra_tf.models.pretrainer import ElectraPretrainer
+from electra_tf.training import steps
 from electra_tf.training.optimization import make_optimizer
 
 VOCAB, L, P = 60, 12, 3
@@ -163,7 +164,7 @@ def check_float16_replicas_skip_a_step_together(strategy):
         if overflow_on_replica_1:
             replica = tf.cast(context.replica_id_in_sync_group, tf.float32)
             grads[0] = grads[0] * tf.where(replica > 0, float("inf"), 1.0)
-        agreed = model._agree_on_finiteness(grads)
+        agreed = steps.agree_on_finiteness(model.optimizer, grads)
         return tf.stack([tf.reduce_all(tf.math.is_finite(g)) for g in agreed])
 
     for overflow in (False, True):
