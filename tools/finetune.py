@@ -44,7 +44,8 @@ _VOCAB = flags.DEFINE_string("vocab", "", "With --init=none: the vocabulary.")
 _LOWERCASE = flags.DEFINE_bool("lowercase", True, "With --init=none: uncased tokenization.")
 _EPOCHS = flags.DEFINE_integer("epochs", None, "Default: 3 (10 for STS-B and RTE).")
 _LEARNING_RATE = flags.DEFINE_float(
-    "learning_rate", None, "Peak learning rate. Default: 3e-4 small, 1e-4 base, 5e-5 large.")
+    "learning_rate", None,
+    "Peak learning rate. Default: 1e-3 tiny (hidden < 256), 3e-4 small, 1e-4 base, 5e-5 large.")
 _LAYER_DECAY = flags.DEFINE_float(
     "layer_decay", None, "Layer-wise learning-rate decay. Default: 0.8 (0.9 for large).")
 _BATCH_SIZE = flags.DEFINE_integer(

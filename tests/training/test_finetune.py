@@ -205,7 +205,8 @@ def test_regression_with_the_papers_defaults_and_layerwise_rates(tmp_path, tiny_
 
     model, saved, _, label_names = finetune.load_finetuned(out)
     assert model.num_labels == 1 and label_names == ()
-    assert (saved.epochs, saved.learning_rate, saved.layer_decay) == (10, 3e-4, 0.8)
+    # The test model is narrower than ELECTRA-small: the "tiny" rates.
+    assert (saved.epochs, saved.learning_rate, saved.layer_decay) == (10, 1e-3, 0.8)
     finetune.compile_classifier(model, saved, glue.get_task("stsb"), num_train_steps=10)
     rates = {path.split("/", 1)[1]: m for path, m in model.optimizer.lr_multipliers.items()}
     assert rates["encoder/block_1/qkv/kernel"] == rates["classifier/out_proj/kernel"] == 1.0
@@ -292,7 +293,9 @@ def test_jit_compile_auto_is_on_only_with_a_gpu(tiny_model_dir):
 
 
 def test_paper_defaults_by_task_and_size():
-    small, base, large = ({"hidden_size": h} for h in (256, 768, 1024))
+    tiny, small, base, large = ({"hidden_size": h} for h in (128, 256, 768, 1024))
+    assert finetune.paper_defaults("sst2", tiny) == {
+        "epochs": 3, "learning_rate": 1e-3, "layer_decay": 0.8}
     assert finetune.paper_defaults("sst2", small) == {
         "epochs": 3, "learning_rate": 3e-4, "layer_decay": 0.8}
     assert finetune.paper_defaults("rte", base) == {
