@@ -66,7 +66,7 @@ EVAL_RESULTS_JSON = "eval_results.json"
 
 # (learning rate, layer decay) by model size, from the ELECTRA paper's appendix; "tiny"
 # is ours: at 3e-4 a 4-layer, 128-wide model still underfits SST-2 after 3 epochs.
-PAPER_RATES = {"tiny": (1e-3, 0.8), "small": (3e-4, 0.8), "base": (1e-4, 0.8),
+RATES_BY_SIZE = {"tiny": (1e-3, 0.8), "small": (3e-4, 0.8), "base": (1e-4, 0.8),
                "large": (5e-5, 0.9)}
 LONG_TASKS = ("stsb", "rte")  # 10 epochs instead of 3
 
@@ -152,14 +152,15 @@ def load_config(path):
 def model_size(encoder_config):
     """"tiny", "small", "base" or "large", by hidden size, for the learning rates."""
     hidden = encoder_config["hidden_size"]
-    if hidden >= 1024:
-        return "large"
-    return "base" if hidden >= 768 else "small" if hidden >= 256 else "tiny"
+    for size, min_hidden in (("large", 1024), ("base", 768), ("small", 256)):
+        if hidden >= min_hidden:
+            return size
+    return "tiny"
 
 
 def paper_defaults(task_name, encoder_config):
     """{"epochs", "learning_rate", "layer_decay"} of the ELECTRA paper for this task and size."""
-    learning_rate, layer_decay = PAPER_RATES[model_size(encoder_config)]
+    learning_rate, layer_decay = RATES_BY_SIZE[model_size(encoder_config)]
     return {"epochs": 10 if task_name in LONG_TASKS else 3,
             "learning_rate": learning_rate, "layer_decay": layer_decay}
 
