@@ -103,3 +103,52 @@ def test_grappler_fuses_every_encoder_dense_of_the_text_signature(exported):
     assert ops[("_FusedMatMul", ("BiasAdd",))] == 3 * layers + 1
     # The RTD prediction Dense(1): Keras adds a 1-wide bias with AddV2, not BiasAdd.
     assert ops[("MatMul", ())] == 1
+
+
+@pytest.mark.parametrize("num_rows", [0, 1, 7])
+def test_fused_layer_norm_equals_keras_layer_norm(num_rows):
+    import keras
+
+    rng = np.random.default_rng(num_rows)
+    rows = (rng.normal(size=(num_rows, 16)) * 3 + 1).astype("float32")
+    if num_rows:
+        # Variance 1e-6: an epsilon raised to 1e-5 (tf.nn.fused_batch_norm's floor)
+        # would shrink this row's output ~3x.
+        rows[0] = 1e-3 * rng.normal(size=16)
+    layer = keras.layers.LayerNormalization(
+        epsilon=1e-12,
+        gamma_initializer=keras.initializers.RandomNormal(seed=1),
+        beta_initializer=keras.initializers.RandomNormal(seed=2))
+    expected = layer(rows).numpy()
+    for run in (signatures.fused_layer_norm, tf.function(signatures.fused_layer_norm)):
+        got = run(tf.constant(rows), layer.gamma, layer.beta, layer.epsilon).numpy()
+        assert got.shape == (num_rows, 16)
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def _executed_op_types(export_path, signature, inputs):
+    """Kernels that run for one call of `signature`, as TensorFlow Serving runs it: the
+    SavedModel in a graph-mode Session (with grappler and the oneDNN rewrites)."""
+    graph = tf.Graph()
+    with graph.as_default(), tf.compat.v1.Session(graph=graph) as session:
+        meta_graph = tf.compat.v1.saved_model.load(session, ["serve"], export_path)
+        signature_def = meta_graph.signature_def[signature]
+        feed = {signature_def.inputs[name].name: value for name, value in inputs.items()}
+        fetch = [output.name for output in signature_def.outputs.values()]
+        metadata = tf.compat.v1.RunMetadata()
+        session.run(fetch, feed, run_metadata=metadata, options=tf.compat.v1.RunOptions(
+            trace_level=tf.compat.v1.RunOptions.FULL_TRACE))
+    return collections.Counter(
+        node.timeline_label.split(" = ")[1].split("(")[0]
+        for device in metadata.step_stats.dev_stats for node in device.node_stats
+        if " = " in node.timeline_label)
+
+
+def test_each_block_layer_norm_runs_as_one_kernel(exported):
+    ops = _executed_op_types(exported["path"], names.REPLACED_TOKEN_SCORES,
+                             {names.TEXT: TEXTS})
+    if not any(op.startswith("_Mkl") for op in ops):
+        pytest.skip("this TensorFlow build runs no oneDNN kernels")
+    # Two per block; the embeddings' LayerNorm runs before the rows are gathered.
+    assert ops["_MklLayerNorm"] == 2 * exported["cfg"].model.num_layers
+    assert ops["FusedBatchNormV3"] == 0
