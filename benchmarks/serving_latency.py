@@ -51,7 +51,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from absl import app, flags  # noqa: E402
 
-SHARED = pathlib.Path(os.environ.get("ELECTRA_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+from shared_data import SHARED_DATA as SHARED  # noqa: E402  (benchmarks/, the script's directory)
 
 _VOCAB = flags.DEFINE_string("vocab", str(SHARED / "vocab" / "bert-base-uncased-vocab.txt"),
                              "Uncased BERT vocabulary.")
