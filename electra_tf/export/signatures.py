@@ -83,11 +83,6 @@ class RealTokenRows(encoder_lib.PaddedRows):
         shape = tf.stack([self._batch * self._seq, rows.shape[-1]])
         return super().from_rows(tf.scatter_nd(self.positions[:, None], rows, shape))
 
-    def layer_norm(self, layer, rows):
-        if rows.dtype != tf.float32:
-            return super().layer_norm(layer, rows)
-        return fused_layer_norm(rows, layer.gamma, layer.beta, layer.epsilon)
-
     def split_heads(self, qkv_rows, num_heads, head_size):
         """`[N, 3 * heads * head_size]` -> q, k, v `[batch, heads, seq, head_size]`."""
         slices = tf.reshape(qkv_rows, [-1, head_size])  # [N * 3 * heads, head_size]
@@ -104,35 +99,6 @@ class RealTokenRows(encoder_lib.PaddedRows):
         index = ((example[:, None] * heads + tf.range(heads)[None, :]) * self._seq
                  + position[:, None])
         return tf.reshape(tf.gather(slices, index), [-1, width])
-
-
-def fused_layer_norm(rows, gamma, beta, epsilon):
-    """LayerNorm of the last axis of float32 rows `[N, width]` as one FusedBatchNormV3.
-
-    The rows become the channels of a `[1, N, width, 1]` NCHW batch, normalized over
-    `width`: the pattern Keras 2's fused LayerNormalization used, which grappler's
-    oneDNN remapper turns (with the gamma/beta Mul/Add) into a single `_MklLayerNorm`
-    kernel, where the Keras 3 layer runs ~8 separate ops per LayerNorm (25 of them in
-    ELECTRA-small: ~200 nodes at batch 1, where per-op cost dominates). Without oneDNN
-    it runs as a plain FusedBatchNormV3, a core op. The raw op keeps `epsilon` as
-    given (`tf.nn.fused_batch_norm` raises it to at least 1.001e-5; ELECTRA's is 1e-12).
-
-    Args:
-      rows: float32 `[N, width]`.
-      gamma, beta: `[width]`.
-      epsilon: float.
-
-    Returns:
-      float32 `[N, width]`, equal to `LayerNormalization` within float32 rounding.
-    """
-    num_rows, width = tf.shape(rows)[0], rows.shape[-1]
-    normalized = tf.raw_ops.FusedBatchNormV3(
-        x=tf.reshape(rows, tf.stack([1, num_rows, width, 1])),
-        scale=tf.ones([num_rows]), offset=tf.zeros([num_rows]),
-        mean=tf.zeros([0]), variance=tf.zeros([0]),
-        epsilon=epsilon, data_format="NCHW", is_training=True,
-    )[0]
-    return tf.reshape(normalized, [-1, width]) * gamma + beta
 
 
 def real_token_rows(encoder, features):

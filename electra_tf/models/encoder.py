@@ -275,11 +275,11 @@ class TransformerBlock(keras.layers.Layer):
         attended = self.attention_dropout(
             self._attention(rows, layout, bias, training), training=training
         )
-        rows = layout.layer_norm(self.attention_layer_norm, rows + attended)
+        rows = self.attention_layer_norm(rows + attended)
         ffn = self.output_dropout(
             self.output_dense(self.intermediate(rows)), training=training
         )
-        return layout.layer_norm(self.output_layer_norm, rows + ffn)
+        return self.output_layer_norm(rows + ffn)
 
     def call(self, x, padding_mask, training=None):
         layout = PaddedRows(ops.shape(x)[:2])
@@ -333,10 +333,6 @@ class PaddedRows:
     def from_rows(self, rows):
         """`[N, width]` -> `[batch, seq_len, width]`."""
         return ops.reshape(rows, self.batch_and_seq + (rows.shape[-1],))
-
-    def layer_norm(self, layer, rows):
-        """`layer`, a `keras.layers.LayerNormalization` of the last axis, on rows `[N, width]`."""
-        return layer(rows)
 
     def split_heads(self, qkv_rows, num_heads, head_size):
         """`[N, 3 * heads * head_size]` -> q, k, v `[batch, heads, seq_len, size]`."""
