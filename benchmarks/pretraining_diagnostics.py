@@ -99,19 +99,13 @@ def batch_statistics(discriminator, generator, tokenizer, config):
 
     batch = next(iter(pretraining.make_pretraining_dataset(
         _DATA_DIR.value, tokenizer, 64, config.data.max_seq_length, seed=_SEED.value)))
-    ids, positions = batch[schema.TOKEN_IDS], batch[schema.MASK_POSITIONS]
-    weights = batch[schema.MASK_WEIGHTS]
-    uniform = tf.random.stateless_uniform(tf.shape(positions), seed=[_SEED.value, 1])
-    sampled = pretrainer.sample_from_logits(generator(batch), config.pretraining.temperature,
-                                            uniform)
-    original = pretrainer.scatter_at_positions(
-        ids, positions, tf.cast(batch[schema.MASK_IDS], ids.dtype), weights)
-    corrupted = pretrainer.scatter_at_positions(ids, positions, sampled, weights)
-    padding_mask = tf.cast(batch[schema.PADDING_MASK], tf.bool)
-    inputs = {schema.TOKEN_IDS: corrupted, schema.SEGMENT_IDS: batch[schema.SEGMENT_IDS],
-              schema.PADDING_MASK: padding_mask}
-    real = padding_mask.numpy()
-    labels = pretrainer.replaced_token_labels(corrupted, original, padding_mask).numpy()[real]
+    uniform = tf.random.stateless_uniform(tf.shape(batch[schema.MASK_POSITIONS]),
+                                          seed=[_SEED.value, 1])
+    corrupted = pretrainer.corrupt(batch, generator(batch), config.pretraining.temperature,
+                                   uniform)
+    inputs = corrupted["disc_inputs"]
+    real = inputs[schema.PADDING_MASK].numpy()
+    labels = corrupted["rtd_labels"].numpy()[real]
     logits = discriminator(inputs, training=False).numpy()[real]
     states = discriminator.encoder(inputs, training=False).numpy()[real]
     states /= np.linalg.norm(states, axis=1, keepdims=True)

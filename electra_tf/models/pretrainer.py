@@ -103,6 +103,43 @@ def replaced_token_labels(corrupted_ids, original_ids, padding_mask):
     return tf.cast(replaced, tf.float32)
 
 
+def corrupt(inputs, mlm_logits, temperature, uniform):
+    """The discriminator's batch: the generator's samples written into the text.
+
+    Args:
+      inputs: a pretraining batch (token_ids with [MASK]s, segment_ids, padding_mask,
+        mask_positions, mask_ids, mask_weights; see `data/schema.py`).
+      mlm_logits: the generator's logits `[batch, num_predictions, vocab]` (no
+        gradient flows through the sampling).
+      temperature: sampling temperature.
+      uniform: float32 `[batch, num_predictions]` in [0, 1), the sampling noise.
+
+    Returns:
+      dict: disc_inputs (token_ids = corrupted_ids, segment_ids, padding_mask bool),
+      sampled_ids `[B, P]`, original_ids, corrupted_ids `[B, L]`, rtd_labels float32
+      `[B, L]`.
+    """
+    masked_ids = inputs[schema.TOKEN_IDS]
+    positions = inputs[schema.MASK_POSITIONS]
+    mask_weights = inputs[schema.MASK_WEIGHTS]
+    padding_mask = tf.cast(inputs[schema.PADDING_MASK], tf.bool)
+    sampled = sample_from_logits(tf.stop_gradient(mlm_logits), temperature, uniform)
+    original_ids = scatter_at_positions(
+        masked_ids, positions, tf.cast(inputs[schema.MASK_IDS], masked_ids.dtype), mask_weights)
+    corrupted_ids = scatter_at_positions(masked_ids, positions, sampled, mask_weights)
+    return {
+        "disc_inputs": {
+            schema.TOKEN_IDS: corrupted_ids,
+            schema.SEGMENT_IDS: inputs[schema.SEGMENT_IDS],
+            schema.PADDING_MASK: padding_mask,
+        },
+        "sampled_ids": sampled,
+        "original_ids": original_ids,
+        "corrupted_ids": corrupted_ids,
+        "rtd_labels": replaced_token_labels(corrupted_ids, original_ids, padding_mask),
+    }
+
+
 # === Generator and discriminator ===
 
 
@@ -282,29 +319,12 @@ class ElectraPretrainer(keras.Model):
           dict: mlm_logits `[B, P, V]`, sampled_ids `[B, P]`, rtd_logits `[B, L]`,
           rtd_labels `[B, L]`, original_ids `[B, L]`, corrupted_ids `[B, L]`.
         """
-        masked_ids = inputs[schema.TOKEN_IDS]
-        positions = inputs[schema.MASK_POSITIONS]
-        mask_ids = tf.cast(inputs[schema.MASK_IDS], masked_ids.dtype)
-        mask_weights = inputs[schema.MASK_WEIGHTS]
-        padding_mask = tf.cast(inputs[schema.PADDING_MASK], tf.bool)
-
         mlm_logits = self.generator(inputs, training=training)
-        sampled = sample_from_logits(tf.stop_gradient(mlm_logits), self.temperature, uniform)
-        original_ids = scatter_at_positions(masked_ids, positions, mask_ids, mask_weights)
-        corrupted_ids = scatter_at_positions(masked_ids, positions, sampled, mask_weights)
-        disc_inputs = {
-            schema.TOKEN_IDS: corrupted_ids,
-            schema.SEGMENT_IDS: inputs[schema.SEGMENT_IDS],
-            schema.PADDING_MASK: padding_mask,
-        }
-        return {
-            "mlm_logits": mlm_logits,
-            "sampled_ids": sampled,
-            "rtd_logits": self.discriminator(disc_inputs, training=training),
-            "rtd_labels": replaced_token_labels(corrupted_ids, original_ids, padding_mask),
-            "original_ids": original_ids,
-            "corrupted_ids": corrupted_ids,
-        }
+        outputs = corrupt(inputs, mlm_logits, self.temperature, uniform)
+        disc_inputs = outputs.pop("disc_inputs")
+        outputs["mlm_logits"] = mlm_logits
+        outputs["rtd_logits"] = self.discriminator(disc_inputs, training=training)
+        return outputs
 
     def _fresh_uniform(self, inputs):
         return keras.random.uniform(
