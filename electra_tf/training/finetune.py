@@ -67,7 +67,7 @@ EVAL_RESULTS_JSON = "eval_results.json"
 # (learning rate, layer decay) by model size, from the ELECTRA paper's appendix; "tiny"
 # is ours: at 3e-4 a 4-layer, 128-wide model still underfits SST-2 after 3 epochs.
 RATES_BY_SIZE = {"tiny": (1e-3, 0.8), "small": (3e-4, 0.8), "base": (1e-4, 0.8),
-               "large": (5e-5, 0.9)}
+                 "large": (5e-5, 0.9)}
 LONG_TASKS = ("stsb", "rte")  # 10 epochs instead of 3
 
 
@@ -159,7 +159,8 @@ def model_size(encoder_config):
 
 
 def paper_defaults(task_name, encoder_config):
-    """{"epochs", "learning_rate", "layer_decay"} of the ELECTRA paper for this task and size."""
+    """{"epochs", "learning_rate", "layer_decay"} for this task and size (the ELECTRA
+    paper's, and ours for "tiny")."""
     learning_rate, layer_decay = RATES_BY_SIZE[model_size(encoder_config)]
     return {"epochs": 10 if task_name in LONG_TASKS else 3,
             "learning_rate": learning_rate, "layer_decay": layer_decay}
