@@ -1,7 +1,7 @@
 """Experiment configuration: frozen dataclasses loaded from strict JSON.
 
 One JSON file per experiment (see `configs/`) with the sections "model", "data",
-"pretraining" and "train". A missing section or key takes its default; an unknown one
+"pretraining", "train" and "diagnostics". A missing section or key takes its default; an unknown one
 is an error that lists the valid names, so a typo never silently trains the default.
 Derived values (the generator's size, `max_predictions`) are computed from the stored
 fields and never written back, so they cannot disagree with the fields they come from.
@@ -99,19 +99,22 @@ class EncoderConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig(EncoderConfig):
-    """The discriminator's encoder plus the generator's relative width.
+    """The discriminator's encoder plus the generator's relative width and depth.
 
-    The generator copies the discriminator's depth and embedding size (the embeddings
-    are shared) and is `generator_hidden_fraction` as wide, as in the ELECTRA paper.
+    The generator copies the discriminator's embedding size (the embeddings are shared)
+    and is `generator_hidden_fraction` as wide, as in the ELECTRA paper, and
+    `generator_layers_fraction` as deep (1.0, the paper's choice, by default).
     """
 
     SECTION: ClassVar[str] = "model"
 
     generator_hidden_fraction: float = 0.25
+    generator_layers_fraction: float = 1.0
 
     def __post_init__(self):
         super().__post_init__()
-        _check_in(self, "generator_hidden_fraction", 0, 1, low_open=True)
+        _check_in(self, "generator_hidden_fraction generator_layers_fraction", 0, 1,
+                  low_open=True)
         try:
             self.generator_encoder()
         except ConfigError as e:
@@ -127,9 +130,10 @@ class ModelConfig(EncoderConfig):
         # Rounded, not truncated: base's 768 * 0.333333 must give 256, not 255
         # (Google's code rounds the same way).
         hidden = int(round(self.hidden_size * self.generator_hidden_fraction))
+        layers = max(1, int(round(self.num_layers * self.generator_layers_fraction)))
         return dataclasses.replace(self.discriminator_encoder(), hidden_size=hidden,
                                    num_heads=max(1, hidden // 64),
-                                   intermediate_size=4 * hidden)
+                                   intermediate_size=4 * hidden, num_layers=layers)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,21 +152,55 @@ class DataConfig:
         _check_in(self, "max_seq_length shuffle_buffer", 1)
 
 
+OBJECTIVES = ("electra", "mlm")
+TEMPERATURE_SCHEDULES = ("constant", "linear", "cosine")
+
+
 @dataclasses.dataclass(frozen=True)
 class PretrainingConfig:
-    """Masking and loss weights of replaced-token-detection pretraining."""
+    """The pretraining objective, its masking, sampling and loss weights.
+
+    `objective` "electra" trains generator + discriminator (replaced-token detection);
+    "mlm" trains the discriminator's architecture alone as a BERT-style masked LM (the
+    control that tells whether replaced-token detection, or any pretraining, helps).
+
+    The generator samples at `temperature` until step `temperature_decay_start`, then
+    moves to `temperature_end` over `temperature_decay_steps` steps along
+    `temperature_schedule` ("constant" ignores the last three). A temperature above 1
+    flattens the generator, which keeps a small discriminator on an easier task
+    while the generator learns unigram statistics; see benchmarks/README.md.
+    `disallow_correct` (Google's option) never samples the original token, so every
+    masked position is a replacement.
+    """
 
     SECTION: ClassVar[str] = "pretraining"
 
+    objective: str = "electra"
     mask_rate: float = 0.15
     mask_token_rate: float = 0.85
     random_token_rate: float = 0.0
     temperature: float = 1.0
+    temperature_schedule: str = "constant"
+    temperature_end: float = 1.0
+    temperature_decay_start: int = 0
+    temperature_decay_steps: int = 0
+    disallow_correct: bool = False
     generator_weight: float = 1.0
     discriminator_weight: float = 50.0
 
     def __post_init__(self):
         _check_types(self)
+        _require(self.objective in OBJECTIVES,
+                 f"pretraining.objective={self.objective!r} is not one of "
+                 f"{', '.join(OBJECTIVES)}")
+        _require(self.temperature_schedule in TEMPERATURE_SCHEDULES,
+                 f"pretraining.temperature_schedule={self.temperature_schedule!r} is not "
+                 f"one of {', '.join(TEMPERATURE_SCHEDULES)}")
+        _check_in(self, "temperature_end", 0, low_open=True)
+        _check_in(self, "temperature_decay_start temperature_decay_steps", 0)
+        _require(self.temperature_schedule == "constant" or self.temperature_decay_steps > 0,
+                 f"pretraining.temperature_schedule={self.temperature_schedule!r} needs "
+                 "pretraining.temperature_decay_steps > 0")
         _check_in(self, "mask_rate", 0, 1, low_open=True, high_open=True)
         _check_in(self, "mask_token_rate random_token_rate", 0, 1)
         _require(self.mask_token_rate + self.random_token_rate <= 1 + 1e-9,
@@ -174,6 +212,12 @@ class PretrainingConfig:
     def max_predictions(self, max_seq_length):
         """Masked positions per sequence; the 0.005 slack is Google's formula."""
         return int((self.mask_rate + 0.005) * max_seq_length)
+
+    def temperature_kwargs(self):
+        """The temperature schedule as `ElectraPretrainer` keyword arguments."""
+        return {name: getattr(self, name) for name in (
+            "temperature", "temperature_schedule", "temperature_end",
+            "temperature_decay_start", "temperature_decay_steps")}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -219,6 +263,34 @@ class TrainConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class DiagnosticsConfig:
+    """What pretraining watches to tell whether the discriminator learns.
+
+    `collapse_gap`, `collapse_logs`: a warning is logged once when `rtd_prior_gap`
+    (the entropy of the replaced fraction minus rtd_loss, in nats; 0 means the
+    discriminator answers the constant prior) stays below `collapse_gap` for
+    `collapse_logs` consecutive log records after warmup.
+    `context_probe_every`: steps between context probes (0: at every checkpoint);
+    the probe replaces `context_probe_rate` of the tokens of `context_probe_sequences`
+    held-out sequences by unigram draws (`training/diagnostics.py`).
+    """
+
+    SECTION: ClassVar[str] = "diagnostics"
+
+    collapse_gap: float = 0.02
+    collapse_logs: int = 5
+    context_probe_every: int = 0
+    context_probe_sequences: int = 256
+    context_probe_rate: float = 0.15
+
+    def __post_init__(self):
+        _check_types(self)
+        _check_in(self, "collapse_gap context_probe_every", 0)
+        _check_in(self, "collapse_logs context_probe_sequences", 1)
+        _check_in(self, "context_probe_rate", 0, 1, low_open=True, high_open=True)
+
+
+@dataclasses.dataclass(frozen=True)
 class ElectraConfig:
     """The whole experiment; `to_dict`/`save_config` write its stored fields only."""
 
@@ -226,6 +298,7 @@ class ElectraConfig:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     pretraining: PretrainingConfig = dataclasses.field(default_factory=PretrainingConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    diagnostics: DiagnosticsConfig = dataclasses.field(default_factory=DiagnosticsConfig)
 
     def __post_init__(self):
         for f in dataclasses.fields(self):

@@ -98,10 +98,11 @@ def test_saved_json_has_no_derived_values(tmp_path):
     path = tmp_path / "config.json"
     config.save_config(preset("base"), str(path))
     d = json.loads(path.read_text())
-    assert list(d) == ["model", "data", "pretraining", "train"]
+    assert list(d) == ["model", "data", "pretraining", "train", "diagnostics"]
     assert "max_predictions" not in d["pretraining"]
-    assert "generator_hidden_fraction" in d["model"]
-    assert not any("generator" in k for k in d["model"] if k != "generator_hidden_fraction")
+    stored = {"generator_hidden_fraction", "generator_layers_fraction"}
+    assert stored <= set(d["model"])
+    assert not any("generator" in k for k in d["model"] if k not in stored)
 
 
 def test_missing_sections_and_keys_take_defaults(tmp_path):
@@ -327,3 +328,151 @@ def test_diff_configs():
         'data.vocab_path: "" != "v.txt"',
         "train.batch_size: 128 != 64",
     ]
+
+
+# === Objective, temperature schedule, generator depth, diagnostics ===
+
+
+def test_objective_defaults_to_electra_and_overrides_to_mlm():
+    assert config.ElectraConfig().pretraining.objective == "electra"
+    cfg = config.apply_overrides(config.ElectraConfig(), ["pretraining.objective=mlm"])
+    assert cfg.pretraining.objective == "mlm"
+    assert config.diff_configs(config.ElectraConfig(), cfg) == [
+        'pretraining.objective: "electra" != "mlm"']
+    cfg = config.load_config(str(REPO_ROOT / "configs" / "electra_tiny.json"),
+                             ["pretraining.objective=mlm", "diagnostics.collapse_logs=3"])
+    assert cfg.pretraining.objective == "mlm" and cfg.diagnostics.collapse_logs == 3
+
+
+@pytest.mark.parametrize("value", ["bert", "MLM", "", "electra "])
+def test_unknown_objective_names_the_key(value):
+    with pytest.raises(ConfigError, match=r"pretraining\.objective=.* is not one of "
+                                          "electra, mlm"):
+        config.apply_overrides(config.ElectraConfig(), [f"pretraining.objective={value}"])
+    with pytest.raises(ConfigError, match=r"pretraining\.objective"):
+        config.from_dict({"pretraining": {"objective": value}})
+
+
+def test_objective_must_be_a_string(tmp_path):
+    with pytest.raises(ConfigError, match="pretraining.objective must be of type str"):
+        config.load_config(write_json(tmp_path, {"pretraining": {"objective": 1}}))
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+def test_temperature_schedules(schedule):
+    cfg = config.apply_overrides(config.ElectraConfig(), [
+        "pretraining.temperature=2.0", f"pretraining.temperature_schedule={schedule}",
+        "pretraining.temperature_end=0.5", "pretraining.temperature_decay_start=100",
+        "pretraining.temperature_decay_steps=1000"])
+    assert cfg.pretraining.temperature_kwargs() == {
+        "temperature": 2.0, "temperature_schedule": schedule, "temperature_end": 0.5,
+        "temperature_decay_start": 100, "temperature_decay_steps": 1000}
+    with pytest.raises(ConfigError, match=f"temperature_schedule='{schedule}' needs "
+                                          r"pretraining.temperature_decay_steps > 0"):
+        config.from_dict({"pretraining": {"temperature_schedule": schedule}})
+
+
+def test_temperature_schedule_defaults_and_validation():
+    p = config.ElectraConfig().pretraining
+    assert p.temperature_kwargs() == {
+        "temperature": 1.0, "temperature_schedule": "constant", "temperature_end": 1.0,
+        "temperature_decay_start": 0, "temperature_decay_steps": 0}
+    assert p.disallow_correct is False
+    # A constant schedule needs no decay steps.
+    assert config.from_dict({"pretraining": {"temperature": 3.0}}).pretraining.temperature == 3.0
+    with pytest.raises(ConfigError, match="temperature_schedule='exponential' is not one of "
+                                          "constant, linear, cosine"):
+        config.apply_overrides(config.ElectraConfig(),
+                               ["pretraining.temperature_schedule=exponential"])
+    with pytest.raises(ConfigError, match="pretraining.temperature_end must be > 0, got 0.0"):
+        config.from_dict({"pretraining": {"temperature_end": 0.0}})
+    with pytest.raises(ConfigError, match="temperature_decay_start must be >= 0, got -1"):
+        config.from_dict({"pretraining": {"temperature_decay_start": -1}})
+    with pytest.raises(ConfigError, match="temperature_decay_steps must be >= 0"):
+        config.from_dict({"pretraining": {"temperature_schedule": "linear",
+                                          "temperature_decay_steps": -5}})
+
+
+def test_disallow_correct_is_a_bool():
+    cfg = config.apply_overrides(config.ElectraConfig(), ["pretraining.disallow_correct=true"])
+    assert cfg.pretraining.disallow_correct is True
+    with pytest.raises(ConfigError, match="pretraining.disallow_correct must be of type bool"):
+        config.from_dict({"pretraining": {"disallow_correct": 1}})
+    with pytest.raises(ConfigError, match=r"override pretraining.disallow_correct='maybe': "
+                                          r"expected bool"):
+        config.apply_overrides(config.ElectraConfig(), ["pretraining.disallow_correct=maybe"])
+
+
+@pytest.mark.parametrize(
+    "num_layers, fraction, generator_layers",
+    [(12, 1.0, 12), (12, 0.5, 6), (12, 1 / 3, 4), (12, 0.25, 3), (4, 0.3, 1),
+     (4, 0.4, 2), (2, 0.1, 1), (1, 0.01, 1), (24, 0.75, 18)],
+)
+def test_generator_layers_fraction(num_layers, fraction, generator_layers):
+    cfg = config.from_dict({"model": {"num_layers": num_layers,
+                                      "generator_layers_fraction": fraction}})
+    assert cfg.model.generator_encoder().num_layers == generator_layers
+    # The discriminator keeps its depth; the width rule is unchanged.
+    assert cfg.model.discriminator_encoder().num_layers == num_layers
+    assert cfg.model.generator_encoder().hidden_size == 64
+
+
+def test_generator_layers_fraction_default_and_override():
+    assert config.ElectraConfig().model.generator_layers_fraction == 1.0
+    assert preset("small").model.generator_encoder().num_layers == 12
+    cfg = config.apply_overrides(preset("small"), ["model.generator_layers_fraction=0.5"])
+    assert cfg.model.generator_encoder().num_layers == 6
+    assert cfg.model.discriminator_encoder() == preset("small").model.discriminator_encoder()
+
+
+@pytest.mark.parametrize("fraction", [0.0, -0.5, 1.01, 2.0, float("nan")])
+def test_generator_layers_fraction_out_of_range_is_rejected(fraction):
+    with pytest.raises(ConfigError, match=r"model.generator_layers_fraction must be in "
+                                          r"\(0, 1\]"):
+        config.from_dict({"model": {"generator_layers_fraction": fraction}})
+
+
+def test_diagnostics_section_defaults_round_trip_and_overrides(tmp_path):
+    d = config.ElectraConfig().diagnostics
+    assert (d.collapse_gap, d.collapse_logs, d.context_probe_every, d.context_probe_sequences,
+            d.context_probe_rate) == (0.02, 5, 0, 256, 0.15)
+    cfg = config.apply_overrides(config.ElectraConfig(), [
+        "diagnostics.collapse_gap=0.1", "diagnostics.collapse_logs=2",
+        "diagnostics.context_probe_every=50", "diagnostics.context_probe_sequences=16",
+        "diagnostics.context_probe_rate=0.3"])
+    assert cfg.diagnostics == config.DiagnosticsConfig(0.1, 2, 50, 16, 0.3)
+    path = str(tmp_path / "config.json")
+    config.save_config(cfg, path)
+    assert json.loads(open(path).read())["diagnostics"]["context_probe_every"] == 50
+    assert config.load_config(path) == cfg
+    # Configs written before the section existed load with its defaults.
+    assert preset("tiny").diagnostics == config.DiagnosticsConfig()
+    # Ints become floats.
+    cfg = config.from_dict({"diagnostics": {"collapse_gap": 0}})
+    assert type(cfg.diagnostics.collapse_gap) is float
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [({"collapse_gap": -0.01}, "diagnostics.collapse_gap must be >= 0"),
+     ({"collapse_logs": 0}, "diagnostics.collapse_logs must be >= 1"),
+     ({"context_probe_every": -1}, "diagnostics.context_probe_every must be >= 0"),
+     ({"context_probe_sequences": 0}, "diagnostics.context_probe_sequences must be >= 1"),
+     ({"context_probe_rate": 0.0}, r"diagnostics.context_probe_rate must be in \(0, 1\)"),
+     ({"context_probe_rate": 1.0}, r"diagnostics.context_probe_rate must be in \(0, 1\)"),
+     ({"collapse_logs": 2.5}, "diagnostics.collapse_logs must be of type int"),
+     ({"collapse_gap": "small"}, "diagnostics.collapse_gap must be of type float")],
+)
+def test_diagnostics_validation(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        config.from_dict({"diagnostics": changes})
+
+
+def test_diagnostics_unknown_key_suggests_the_right_one():
+    with pytest.raises(ConfigError, match="unknown key 'diagnostics.colapse_gap'.*did you mean "
+                                          "'collapse_gap'.*valid keys of diagnostics: "
+                                          "collapse_gap, collapse_logs"):
+        config.apply_overrides(config.ElectraConfig(), ["diagnostics.colapse_gap=0.1"])
+    with pytest.raises(ConfigError, match="valid sections: model, data, pretraining, train, "
+                                          "diagnostics"):
+        config.from_dict({"diagnostic": {}})

@@ -12,7 +12,11 @@ The two networks share one `ElectraEmbeddings` (token, position and segment tabl
 and the embedding LayerNorm): the same variables, not copies.
 
 The pure tensor functions (`sample_from_logits`, `scatter_at_positions`,
-`replaced_token_labels`) are kept separate and tested alone.
+`replaced_token_labels`, `temperature_at`) are kept separate and tested alone.
+
+`MaskedLMPretrainer` is the control: the discriminator's architecture trained as a
+BERT-style masked LM on the same batches (`pretraining.objective = "mlm"`). Both share
+`_Pretrainer`'s step (accumulation, distribution, global metrics).
 
 Distribution (any `tf.distribute` strategy, through `model.fit`): the losses are
 global weighted means (`training/losses.py`), so a step over R replicas, or over N
@@ -22,6 +26,7 @@ global batch), so they do not depend on the split either; dropout masks do (Kera
 draws them per replica), so exact equality across splits needs dropout 0.
 """
 
+import math
 import random
 
 import keras
@@ -31,6 +36,7 @@ from electra_tf.data import schema
 from electra_tf.models.encoder import ElectraEncoder
 from electra_tf.models.heads import MaskedLMHead, ReplacedTokenHead
 from electra_tf.training import losses, steps
+from electra_tf.training.metrics import binary_entropy, ranking_auc
 
 # === Pure tensor functions ===
 
@@ -103,7 +109,26 @@ def replaced_token_labels(corrupted_ids, original_ids, padding_mask):
     return tf.cast(replaced, tf.float32)
 
 
-def corrupt(inputs, mlm_logits, temperature, uniform):
+def temperature_at(step, temperature, temperature_schedule="constant", temperature_end=1.0,
+                   temperature_decay_start=0, temperature_decay_steps=0):
+    """The sampling temperature at global `step` (see `config.PretrainingConfig`).
+
+    Returns:
+      float32 scalar: `temperature` until `temperature_decay_start`, then moving to
+      `temperature_end` over `temperature_decay_steps` steps, linearly or along a
+      half cosine, and `temperature_end` after that.
+    """
+    if temperature_schedule == "constant":
+        return tf.constant(temperature, tf.float32)
+    progress = tf.clip_by_value(
+        (tf.cast(step, tf.float32) - float(temperature_decay_start))
+        / float(temperature_decay_steps), 0.0, 1.0)
+    if temperature_schedule == "cosine":
+        progress = 0.5 * (1.0 - tf.cos(math.pi * progress))
+    return temperature + (temperature_end - temperature) * progress
+
+
+def corrupt(inputs, mlm_logits, temperature, uniform, disallow_correct=False):
     """The discriminator's batch: the generator's samples written into the text.
 
     Args:
@@ -111,8 +136,10 @@ def corrupt(inputs, mlm_logits, temperature, uniform):
         mask_positions, mask_ids, mask_weights; see `data/schema.py`).
       mlm_logits: the generator's logits `[batch, num_predictions, vocab]` (no
         gradient flows through the sampling).
-      temperature: sampling temperature.
+      temperature: sampling temperature (float or float32 scalar tensor).
       uniform: float32 `[batch, num_predictions]` in [0, 1), the sampling noise.
+      disallow_correct: never sample the original token (Google's option), so every
+        masked position is replaced.
 
     Returns:
       dict: disc_inputs (token_ids = corrupted_ids, segment_ids, padding_mask bool),
@@ -123,7 +150,12 @@ def corrupt(inputs, mlm_logits, temperature, uniform):
     positions = inputs[schema.MASK_POSITIONS]
     mask_weights = inputs[schema.MASK_WEIGHTS]
     padding_mask = tf.cast(inputs[schema.PADDING_MASK], tf.bool)
-    sampled = sample_from_logits(tf.stop_gradient(mlm_logits), temperature, uniform)
+    logits = tf.cast(tf.stop_gradient(mlm_logits), tf.float32)
+    if disallow_correct:
+        # A large finite penalty, as Google's code does: -inf would make a row whose
+        # only probable token is the original one all-NaN after the softmax.
+        logits -= 1000.0 * tf.one_hot(inputs[schema.MASK_IDS], tf.shape(logits)[-1])
+    sampled = sample_from_logits(logits, temperature, uniform)
     original_ids = scatter_at_positions(
         masked_ids, positions, tf.cast(inputs[schema.MASK_IDS], masked_ids.dtype), mask_weights)
     corrupted_ids = scatter_at_positions(masked_ids, positions, sampled, mask_weights)
@@ -217,70 +249,47 @@ class ElectraGenerator(keras.Model):
         return {**super().get_config(), "encoder_config": self.encoder_config}
 
 
-# === Pretrainer ===
+# === Pretrainers ===
+
+# Which global count each loss is a mean over: masked predictions or real tokens.
+_PREDICTIONS, _TOKENS = 0, 1
+_LOSS_COUNT = {"mlm": _PREDICTIONS, "rtd": _TOKENS}
 
 
-@keras.saving.register_keras_serializable(package="electra_tf")
-class ElectraPretrainer(keras.Model):
-    """Generator and discriminator trained jointly through `model.fit`.
+class _Pretrainer(keras.Model):
+    """The train step both pretrainers share, through `model.fit`.
+
+    A subclass defines `_forward` (the objective's outputs), `_objective_losses`
+    (named losses, each this replica's share of a global mean, "mlm" over masked
+    predictions and "rtd" over real tokens) and `_update_token_metrics`, and passes
+    the losses' weights and its token metrics' names. This class splits the step into micro-batches,
+    draws the sampling noise from (seed, step), sums gradients, applies one update
+    and reports every metric over all replicas.
 
     Args:
-      generator_config: `ElectraEncoder` kwargs for the generator.
-      discriminator_config: `ElectraEncoder` kwargs for the discriminator; the
-        embedding sizes must match the generator's (they share the embeddings).
-      temperature: sampling temperature of the generator's softmax.
-      generator_weight: weight of the MLM loss.
-      discriminator_weight: weight of the RTD loss.
+      loss_weights: {loss name: weight in the total loss}.
+      token_metric_names: the subclass's metrics besides the losses.
       seed: seed of the sampling noise (None: drawn from Python's `random`).
       grad_accum_steps: each train step splits its batch into this many
         micro-batches, one forward/backward pass each, and applies one update:
         the same update as the whole batch in one pass, with the activation
         memory of one micro-batch. The per-replica batch must be divisible by it.
-
-    Inputs (`fit`/`evaluate` batches): dicts from
-    `data.pretraining.make_pretraining_dataset` (feature names in `data/schema.py`).
-    Before `fit` under a distribution strategy, call `build_from_spec`.
-
-    Metrics: loss, mlm_loss, mlm_accuracy, rtd_loss, rtd_accuracy, rtd_precision,
-    rtd_recall (both on the "replaced" class), replaced_fraction, learning_rate.
     """
 
-    def __init__(
-        self,
-        generator_config,
-        discriminator_config,
-        temperature=1.0,
-        generator_weight=1.0,
-        discriminator_weight=50.0,
-        seed=None,
-        grad_accum_steps=1,
-        **kwargs,
-    ):
+    def __init__(self, loss_weights, token_metric_names, seed=None, grad_accum_steps=1,
+                 **kwargs):
         super().__init__(**kwargs)
         if grad_accum_steps < 1:
             raise ValueError(f"grad_accum_steps must be >= 1, got {grad_accum_steps}")
-        self.generator_config = dict(generator_config)
-        self.discriminator_config = dict(discriminator_config)
-        self.temperature = temperature
-        self.generator_weight = generator_weight
-        self.discriminator_weight = discriminator_weight
         self.seed = seed
         self.grad_accum_steps = grad_accum_steps
         self.replica_jit_compile = False
         self._sampling_key = seed if seed is not None else random.randrange(2**31)
         self._built_from_spec = False
-
-        # === Layers ===
-        self.discriminator = ElectraDiscriminator(self.discriminator_config, name="discriminator")
-        self.generator = ElectraGenerator(
-            self.generator_config, embeddings=self.discriminator.embeddings, name="generator"
-        )
         # Noise of `call`/`evaluate`; training draws its own from (seed, step).
         self.sampling_seed = keras.random.SeedGenerator(seed)
-
-        # === Metrics ===
-        names = ("loss", "mlm_loss", "mlm_accuracy", "rtd_loss", "rtd_accuracy",
-                 "rtd_precision", "rtd_recall", "replaced_fraction")
+        self._loss_weights = dict(loss_weights)
+        names = ["loss", *(f"{name}_loss" for name in loss_weights), *token_metric_names]
         self._trackers = {name: keras.metrics.Mean(name=name) for name in names}
 
     @property
@@ -306,25 +315,6 @@ class ElectraPretrainer(keras.Model):
     def call(self, inputs, training=None):
         """Runs the whole objective. Returns a dict of tensors (see `_forward`)."""
         return self._forward(inputs, self._fresh_uniform(inputs), training=training)
-
-    def _forward(self, inputs, uniform, training):
-        """One pass of the ELECTRA objective.
-
-        Args:
-          inputs: a batch (see the class docstring).
-          uniform: float32 `[batch, num_predictions]` in [0, 1), the sampling noise.
-          training: Python bool.
-
-        Returns:
-          dict: mlm_logits `[B, P, V]`, sampled_ids `[B, P]`, rtd_logits `[B, L]`,
-          rtd_labels `[B, L]`, original_ids `[B, L]`, corrupted_ids `[B, L]`.
-        """
-        mlm_logits = self.generator(inputs, training=training)
-        outputs = corrupt(inputs, mlm_logits, self.temperature, uniform)
-        disc_inputs = outputs.pop("disc_inputs")
-        outputs["mlm_logits"] = mlm_logits
-        outputs["rtd_logits"] = self.discriminator(disc_inputs, training=training)
-        return outputs
 
     def _fresh_uniform(self, inputs):
         return keras.random.uniform(
@@ -353,50 +343,36 @@ class ElectraPretrainer(keras.Model):
         first_row = tf.cast(context.replica_id_in_sync_group, tf.int32) * shape[0]
         return tf.slice(noise, tf.stack([first_row, 0]), shape)
 
-    def _objective_losses(self, inputs, outputs):
-        """MLM and RTD losses: this replica's shares of the global means."""
-        mlm = losses.mlm_loss(
-            outputs["mlm_logits"], inputs[schema.MASK_IDS], inputs[schema.MASK_WEIGHTS]
-        )
-        rtd = losses.rtd_loss(
-            outputs["rtd_logits"], outputs["rtd_labels"], inputs[schema.PADDING_MASK]
-        )
-        return mlm, rtd
-
-    def _update_token_metrics(self, inputs, outputs):
-        """Accuracies, precision, recall, replaced fraction of this batch's tokens.
-
-        They are weighted means, so updating them once per micro-batch gives the
-        same result as once on the whole batch.
-        """
-        mask_weights = tf.cast(inputs[schema.MASK_WEIGHTS], tf.float32)
-        token_weights = tf.cast(inputs[schema.PADDING_MASK], tf.float32)
-        labels = outputs["rtd_labels"]
+    def _update_mlm_accuracy(self, inputs, mlm_logits):
         mlm_correct = tf.cast(
             tf.equal(
-                tf.argmax(outputs["mlm_logits"], axis=-1, output_type=tf.int32),
+                tf.argmax(mlm_logits, axis=-1, output_type=tf.int32),
                 tf.cast(inputs[schema.MASK_IDS], tf.int32),
             ),
             tf.float32,
         )
-        predicted = tf.cast(outputs["rtd_logits"] > 0.0, tf.float32)
-        t = self._trackers
-        t["mlm_accuracy"].update_state(mlm_correct, sample_weight=mask_weights)
-        t["rtd_accuracy"].update_state(
-            tf.cast(tf.equal(predicted, labels), tf.float32), sample_weight=token_weights
-        )
-        # Precision: of the tokens flagged, how many were replaced; recall: of the
-        # replaced tokens, how many were flagged.
-        t["rtd_precision"].update_state(labels, sample_weight=predicted * token_weights)
-        t["rtd_recall"].update_state(predicted, sample_weight=labels)
-        t["replaced_fraction"].update_state(labels, sample_weight=token_weights)
+        self._trackers["mlm_accuracy"].update_state(
+            mlm_correct, sample_weight=tf.cast(inputs[schema.MASK_WEIGHTS], tf.float32))
 
-    def _update_loss_metrics(self, mlm, rtd):
-        """loss, mlm_loss, rtd_loss from this replica's shares of the global means."""
-        total = self.generator_weight * mlm + self.discriminator_weight * rtd
+    def _step_statistics(self, inputs, outputs):
+        """Float32 `[k]` sums over a micro-batch, added up over the step (none here)."""
+        return tf.zeros([0])
+
+    def _update_loss_metrics(self, totals, statistics):
+        """loss and the named losses, from this replica's shares of the global means.
+
+        Args:
+          totals: {name: this replica's share of the step's global mean}.
+          statistics: this replica's `_step_statistics`, summed over micro-batches.
+        """
+        del statistics
+        total = sum(self._loss_weights[name] * value for name, value in totals.items())
         self._trackers["loss"].update_state(losses.metric_value(total))
-        self._trackers["mlm_loss"].update_state(losses.metric_value(mlm))
-        self._trackers["rtd_loss"].update_state(losses.metric_value(rtd))
+        for name, value in totals.items():
+            self._trackers[f"{name}_loss"].update_state(losses.metric_value(value))
+
+    def _step_logs(self):
+        return {"learning_rate": self.optimizer.learning_rate}
 
     def _metric_results(self):
         """Each metric over all replicas, the same value on every replica.
@@ -450,31 +426,32 @@ class ElectraPretrainer(keras.Model):
         else:
             shares = self._micro_batch_shares(micro_batches)
         grads = None
-        mlm_total = rtd_total = 0.0
+        totals = {name: 0.0 for name in self._loss_weights}
+        statistics = 0.0
         for k, (batch, uniform) in enumerate(zip(micro_batches, uniforms)):
             batch = steps.after_gradients(grads, batch)
             with tf.GradientTape() as tape:
                 outputs = forward(batch, uniform, training=True)
-                mlm, rtd = self._objective_losses(batch, outputs)
-                mlm, rtd = mlm * shares[k, 0], rtd * shares[k, 1]
-                loss = self.generator_weight * mlm + self.discriminator_weight * rtd
+                parts = {name: value * shares[k, _LOSS_COUNT[name]]
+                         for name, value in self._objective_losses(batch, outputs).items()}
+                loss = sum(self._loss_weights[name] * value for name, value in parts.items())
                 scaled = self.optimizer.scale_loss(loss)
             # Read after the forward pass, which builds a model not built yet.
             variables = self.trainable_variables
             grads = steps.accumulate(grads, tape.gradient(scaled, variables))
             self._update_token_metrics(batch, outputs)
-            mlm_total, rtd_total = mlm_total + mlm, rtd_total + rtd
-        self._update_loss_metrics(mlm_total, rtd_total)
+            totals = {name: totals[name] + parts[name] for name in totals}
+            statistics += self._step_statistics(batch, outputs)
+        self._update_loss_metrics(totals, statistics)
         self.optimizer.apply(steps.agree_on_finiteness(self.optimizer, grads), variables)
         return steps.reducible_logs(
-            self.distribute_strategy,
-            {**self._metric_results(), "learning_rate": self.optimizer.learning_rate},
-        )
+            self.distribute_strategy, {**self._metric_results(), **self._step_logs()})
 
     def test_step(self, data):
         outputs = self._forward(data, self._fresh_uniform(data), training=False)
         self._update_token_metrics(data, outputs)
-        self._update_loss_metrics(*self._objective_losses(data, outputs))
+        self._update_loss_metrics(self._objective_losses(data, outputs),
+                                  self._step_statistics(data, outputs))
         return steps.reducible_logs(self.distribute_strategy, self._metric_results())
 
     def build_from_spec(self, element_spec):
@@ -499,10 +476,169 @@ class ElectraPretrainer(keras.Model):
         if self._distribute_strategy is None or self._built_from_spec:
             return
         raise RuntimeError(
-            "ElectraPretrainer under a distribution strategy: call "
+            f"{type(self).__name__} under a distribution strategy: call "
             "build_from_spec(dataset.element_spec) inside strategy.scope() before "
             "fit or evaluate"
         )
+
+    def get_config(self):
+        return {**super().get_config(), "seed": self.seed,
+                "grad_accum_steps": self.grad_accum_steps}
+
+
+@keras.saving.register_keras_serializable(package="electra_tf")
+class ElectraPretrainer(_Pretrainer):
+    """Generator and discriminator trained jointly through `model.fit`.
+
+    Args:
+      generator_config: `ElectraEncoder` kwargs for the generator.
+      discriminator_config: `ElectraEncoder` kwargs for the discriminator; the
+        embedding sizes must match the generator's (they share the embeddings).
+      temperature, temperature_schedule, temperature_end, temperature_decay_start,
+        temperature_decay_steps: the generator's sampling temperature over the
+        global step (`temperature_at`; `config.PretrainingConfig`).
+      disallow_correct: never sample the original token.
+      generator_weight: weight of the MLM loss.
+      discriminator_weight: weight of the RTD loss.
+      seed, grad_accum_steps: see `_Pretrainer`.
+
+    Inputs (`fit`/`evaluate` batches): dicts from
+    `data.pretraining.make_pretraining_dataset` (feature names in `data/schema.py`).
+    Before `fit` under a distribution strategy, call `build_from_spec`.
+
+    Metrics: loss, mlm_loss, rtd_loss, mlm_accuracy, rtd_accuracy, rtd_precision,
+    rtd_recall (both on the "replaced" class), replaced_fraction, rtd_auc (ranking
+    AUC of replaced against original tokens, per micro-batch, [CLS]/[SEP] included),
+    rtd_prior_gap (entropy of the step's replaced fraction minus rtd_loss, in nats:
+    what the discriminator knows beyond the constant prior), temperature,
+    learning_rate.
+    """
+
+    METRIC_NAMES = ("mlm_accuracy", "rtd_accuracy", "rtd_precision", "rtd_recall",
+                    "replaced_fraction", "rtd_auc", "rtd_prior_gap")
+
+    def __init__(
+        self,
+        generator_config,
+        discriminator_config,
+        temperature=1.0,
+        generator_weight=1.0,
+        discriminator_weight=50.0,
+        seed=None,
+        grad_accum_steps=1,
+        temperature_schedule="constant",
+        temperature_end=1.0,
+        temperature_decay_start=0,
+        temperature_decay_steps=0,
+        disallow_correct=False,
+        **kwargs,
+    ):
+        super().__init__({"mlm": generator_weight, "rtd": discriminator_weight},
+                         self.METRIC_NAMES, seed=seed, grad_accum_steps=grad_accum_steps,
+                         **kwargs)
+        self.generator_config = dict(generator_config)
+        self.discriminator_config = dict(discriminator_config)
+        self.temperature = temperature
+        self.temperature_schedule = temperature_schedule
+        self.temperature_end = temperature_end
+        self.temperature_decay_start = temperature_decay_start
+        self.temperature_decay_steps = temperature_decay_steps
+        self.disallow_correct = disallow_correct
+        self.generator_weight = generator_weight
+        self.discriminator_weight = discriminator_weight
+
+        self.discriminator = ElectraDiscriminator(self.discriminator_config, name="discriminator")
+        self.generator = ElectraGenerator(
+            self.generator_config, embeddings=self.discriminator.embeddings, name="generator"
+        )
+
+    def current_temperature(self):
+        """The sampling temperature at the optimizer's step (the start one before it)."""
+        optimizer = getattr(self, "optimizer", None)
+        step = 0 if optimizer is None else optimizer.iterations
+        return temperature_at(
+            step, self.temperature, self.temperature_schedule, self.temperature_end,
+            self.temperature_decay_start, self.temperature_decay_steps)
+
+    def _forward(self, inputs, uniform, training):
+        """One pass of the ELECTRA objective.
+
+        Args:
+          inputs: a batch (see the class docstring).
+          uniform: float32 `[batch, num_predictions]` in [0, 1), the sampling noise.
+          training: Python bool.
+
+        Returns:
+          dict: mlm_logits `[B, P, V]`, sampled_ids `[B, P]`, rtd_logits `[B, L]`,
+          rtd_labels `[B, L]`, original_ids `[B, L]`, corrupted_ids `[B, L]`.
+        """
+        mlm_logits = self.generator(inputs, training=training)
+        outputs = corrupt(inputs, mlm_logits, self.current_temperature(), uniform,
+                          disallow_correct=self.disallow_correct)
+        disc_inputs = outputs.pop("disc_inputs")
+        outputs["mlm_logits"] = mlm_logits
+        outputs["rtd_logits"] = self.discriminator(disc_inputs, training=training)
+        return outputs
+
+    def token_scores(self, inputs, mask_id=None):
+        """The discriminator's logits `[batch, seq_len]` (higher: "replaced").
+
+        Args:
+          inputs: token_ids, segment_ids `[batch, seq_len]` int, padding_mask bool.
+          mask_id: unused (the masked LM's `token_scores` needs it).
+        """
+        del mask_id
+        return self.discriminator(inputs, training=False)
+
+    def _objective_losses(self, inputs, outputs):
+        """MLM and RTD losses: this replica's shares of the global means."""
+        return {
+            "mlm": losses.mlm_loss(
+                outputs["mlm_logits"], inputs[schema.MASK_IDS], inputs[schema.MASK_WEIGHTS]),
+            "rtd": losses.rtd_loss(
+                outputs["rtd_logits"], outputs["rtd_labels"], inputs[schema.PADDING_MASK]),
+        }
+
+    def _update_token_metrics(self, inputs, outputs):
+        """Accuracies, precision, recall, replaced fraction, AUC of this batch's tokens.
+
+        They are weighted means, so updating them once per micro-batch gives the
+        same result as once on the whole batch (the AUC excepted: a mean of
+        micro-batch AUCs).
+        """
+        token_weights = tf.cast(inputs[schema.PADDING_MASK], tf.float32)
+        labels = outputs["rtd_labels"]
+        predicted = tf.cast(outputs["rtd_logits"] > 0.0, tf.float32)
+        t = self._trackers
+        self._update_mlm_accuracy(inputs, outputs["mlm_logits"])
+        t["rtd_accuracy"].update_state(
+            tf.cast(tf.equal(predicted, labels), tf.float32), sample_weight=token_weights
+        )
+        # Precision: of the tokens flagged, how many were replaced; recall: of the
+        # replaced tokens, how many were flagged.
+        t["rtd_precision"].update_state(labels, sample_weight=predicted * token_weights)
+        t["rtd_recall"].update_state(predicted, sample_weight=labels)
+        t["replaced_fraction"].update_state(labels, sample_weight=token_weights)
+        auc, defined = ranking_auc(outputs["rtd_logits"], labels, token_weights)
+        t["rtd_auc"].update_state(auc, sample_weight=tf.cast(defined, tf.float32))
+
+    def _step_statistics(self, inputs, outputs):
+        """(replaced tokens, real tokens) of this micro-batch."""
+        return tf.stack([tf.reduce_sum(outputs["rtd_labels"]),
+                         tf.reduce_sum(tf.cast(inputs[schema.PADDING_MASK], tf.float32))])
+
+    def _update_loss_metrics(self, totals, statistics):
+        super()._update_loss_metrics(totals, statistics)
+        # The constant answer's loss is the entropy of the whole step's replaced
+        # fraction, so the counts are summed over replicas before the entropy.
+        replaced, tokens = tf.unstack(tf.distribute.get_replica_context().all_reduce(
+            tf.distribute.ReduceOp.SUM, statistics))
+        prior = binary_entropy(tf.math.divide_no_nan(replaced, tokens))
+        self._trackers["rtd_prior_gap"].update_state(
+            prior - losses.metric_value(totals["rtd"]))
+
+    def _step_logs(self):
+        return {**super()._step_logs(), "temperature": self.current_temperature()}
 
     def get_config(self):
         return {
@@ -510,8 +646,84 @@ class ElectraPretrainer(keras.Model):
             "generator_config": self.generator_config,
             "discriminator_config": self.discriminator_config,
             "temperature": self.temperature,
+            "temperature_schedule": self.temperature_schedule,
+            "temperature_end": self.temperature_end,
+            "temperature_decay_start": self.temperature_decay_start,
+            "temperature_decay_steps": self.temperature_decay_steps,
+            "disallow_correct": self.disallow_correct,
             "generator_weight": self.generator_weight,
             "discriminator_weight": self.discriminator_weight,
-            "seed": self.seed,
-            "grad_accum_steps": self.grad_accum_steps,
         }
+
+
+@keras.saving.register_keras_serializable(package="electra_tf")
+class MaskedLMPretrainer(_Pretrainer):
+    """The MLM control: the discriminator's architecture trained as a BERT-style masked LM.
+
+    Same batches, masking, optimizer and step as `ElectraPretrainer`; the model is an
+    `ElectraGenerator` (encoder + MLM head tied to its token embeddings) built with
+    the discriminator's encoder config, so its encoder is a drop-in for the
+    discriminator's in fine-tuning and export.
+
+    Args:
+      encoder_config: `ElectraEncoder` kwargs (the discriminator's).
+      seed, grad_accum_steps: see `_Pretrainer` (the noise is unused: nothing is
+        sampled).
+
+    Metrics: loss, mlm_loss, mlm_accuracy, learning_rate.
+    """
+
+    def __init__(self, encoder_config, seed=None, grad_accum_steps=1, **kwargs):
+        super().__init__({"mlm": 1.0}, ("mlm_accuracy",), seed=seed,
+                         grad_accum_steps=grad_accum_steps, **kwargs)
+        self.encoder_config = dict(encoder_config)
+        self.masked_lm = ElectraGenerator(self.encoder_config, name="masked_lm")
+
+    def _forward(self, inputs, uniform, training):
+        """Returns {"mlm_logits": `[batch, num_predictions, vocab]`}."""
+        del uniform
+        return {"mlm_logits": self.masked_lm(inputs, training=training)}
+
+    def token_scores(self, inputs, mask_id, num_passes=8):
+        """Each token's surprisal, -log p(token | the rest of the text), `[batch, seq_len]`.
+
+        The masked LM's analogue of a discriminator score: a token that does not fit
+        its context is improbable, if the model uses context. Each position is scored
+        with itself masked (in `num_passes` passes, each masking every
+        `num_passes`-th position): unmasked, a masked LM mostly copies the token it
+        sees, which says nothing about context.
+
+        Args:
+          inputs: token_ids, segment_ids `[batch, seq_len]` int, padding_mask bool.
+          mask_id: the vocabulary's [MASK] id.
+          num_passes: forward passes; position i is masked in pass i % num_passes.
+        """
+        token_ids = tf.cast(inputs[schema.TOKEN_IDS], tf.int32)
+        seq_len = token_ids.shape[1]
+        scores = tf.zeros(tf.shape(token_ids), tf.float32)
+        for k in range(min(num_passes, seq_len)):
+            columns = tf.range(k, seq_len, num_passes)
+            masked = tf.range(seq_len) % num_passes == k
+            positions = tf.broadcast_to(columns, [tf.shape(token_ids)[0], len(columns)])
+            logits = self.masked_lm({
+                **inputs,
+                schema.TOKEN_IDS: tf.where(masked, mask_id, token_ids),
+                schema.MASK_POSITIONS: positions,
+            }, training=False)
+            log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1)
+            surprisal = -tf.gather(log_probs, tf.gather(token_ids, columns, axis=1),
+                                   batch_dims=2)
+            # Back to [batch, seq_len]: column c of pass k is position k + c * num_passes.
+            scatter = tf.one_hot(columns, seq_len)  # [columns, seq_len]
+            scores += tf.matmul(surprisal, scatter)
+        return scores
+
+    def _objective_losses(self, inputs, outputs):
+        return {"mlm": losses.mlm_loss(
+            outputs["mlm_logits"], inputs[schema.MASK_IDS], inputs[schema.MASK_WEIGHTS])}
+
+    def _update_token_metrics(self, inputs, outputs):
+        self._update_mlm_accuracy(inputs, outputs["mlm_logits"])
+
+    def get_config(self):
+        return {**super().get_config(), "encoder_config": self.encoder_config}

@@ -144,16 +144,23 @@ class MetricsLogger(keras.callbacks.Callback):
       tokens_per_step: global batch × sequence length, for tokens/s.
       write: False on non-chief workers: they reset the metrics on the same
         schedule, so all workers report the same intervals, but write nothing.
+      probes: callables `probe(model) -> {name: float}` with an `every_n_steps`
+        attribute (e.g. `diagnostics.ContextProbe`); their values join the record
+        of every interval that ends on a multiple of it, and of the last one.
+      watchers: objects with `observe(record)` (e.g. `diagnostics.CollapseWatch`),
+        shown every written record.
     """
 
     def __init__(self, jsonl_path, every_n_steps, tokens_per_step, tensorboard_dir=None,
-                 write=True):
+                 write=True, probes=(), watchers=()):
         super().__init__()
         self.jsonl_path = jsonl_path
         self.every_n_steps = every_n_steps
         self.tokens_per_step = tokens_per_step
         self.tensorboard_dir = tensorboard_dir
         self.write = write
+        self.probes = list(probes)
+        self.watchers = list(watchers)
         self._writer = None
 
     def on_train_begin(self, logs=None):
@@ -170,24 +177,30 @@ class MetricsLogger(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         step = int(self.model.optimizer.iterations.numpy())
         if step != self._last_step:
-            self._end_interval(step, logs)
+            self._end_interval(step, logs, last=True)
         if self._writer is not None:
             self._writer.close()
 
-    def _end_interval(self, step, logs):
+    def _end_interval(self, step, logs, last=False):
         now = time.perf_counter()
         if self.write:
-            self._write_record(step, logs, now)
+            self._write_record(step, logs, now, last)
         for metric in self.model.metrics:
             metric.reset_state()
-        self._last_step, self._last_time = step, now
+        # The probes' time is not the interval's training time.
+        self._last_step, self._last_time = step, time.perf_counter()
 
-    def _write_record(self, step, logs, now):
+    def _write_record(self, step, logs, now, last):
         record = {"step": step}
         record.update({k: float(v) for k, v in (logs or {}).items()})
         record["tokens_per_sec"] = (
             (step - self._last_step) * self.tokens_per_step / max(now - self._last_time, 1e-9)
         )
+        for probe in self.probes:
+            if last or step % probe.every_n_steps == 0:
+                record.update(probe(self.model))
+        for watcher in self.watchers:
+            watcher.observe(record)
         with tf.io.gfile.GFile(self.jsonl_path, "a") as f:
             f.write(json.dumps(record) + "\n")
         if self._writer is not None:
@@ -204,3 +217,12 @@ class MetricsLogger(keras.callbacks.Callback):
 
 def metrics_jsonl_path(model_dir):
     return os.path.join(model_dir, "metrics.jsonl")
+
+
+def read_metrics(model_dir):
+    """The records of model_dir's metrics.jsonl, oldest first ([] if there is none)."""
+    path = metrics_jsonl_path(model_dir)
+    if not tf.io.gfile.exists(path):
+        return []
+    with tf.io.gfile.GFile(path) as f:
+        return [json.loads(line) for line in f if line.strip()]

@@ -15,7 +15,13 @@ model_dir layout (ARCHITECTURE.md):
     metrics.jsonl     one JSON object per log interval
     tensorboard/      TensorBoard events
     discriminator/    artifacts written at the end (models/artifacts.py)
-    generator/
+    generator/        (objective "mlm": masked_lm/, the masked LM with its head, and
+                      discriminator/ holds its encoder under an untrained RTD head)
+
+Diagnostics (`training/diagnostics.py`): every log record carries `rtd_prior_gap` and
+`rtd_auc`; a warning is logged when the discriminator sits at the prior; with held-out
+text (`probe_text`), `context_auc` is measured every `diagnostics.context_probe_every`
+steps and at the end.
 """
 
 import dataclasses
@@ -28,9 +34,11 @@ from absl import logging
 from electra_tf import config as config_lib
 from electra_tf.data import pretraining as data_lib
 from electra_tf.models import artifacts
-from electra_tf.models.pretrainer import ElectraPretrainer
+from electra_tf.models.pretrainer import ElectraDiscriminator, ElectraPretrainer
+from electra_tf.models.pretrainer import MaskedLMPretrainer
 from electra_tf.text.tokenizer import WordPieceTokenizer
 from electra_tf.training import callbacks as callbacks_lib
+from electra_tf.training import diagnostics
 from electra_tf.training import optimization
 from electra_tf.training import runtime
 
@@ -71,15 +79,21 @@ def load_tokenizer(cfg):
 
 
 def build_pretrainer(cfg):
-    """An uncompiled ElectraPretrainer for `cfg` (call inside the strategy scope)."""
+    """An uncompiled pretrainer for `cfg.pretraining.objective` (call inside the
+    strategy scope): an ElectraPretrainer, or the MaskedLMPretrainer control."""
+    discriminator_config = dataclasses.asdict(cfg.model.discriminator_encoder())
+    if cfg.pretraining.objective == "mlm":
+        return MaskedLMPretrainer(discriminator_config, seed=cfg.train.seed,
+                                  grad_accum_steps=cfg.train.grad_accum_steps)
     return ElectraPretrainer(
         generator_config=dataclasses.asdict(cfg.model.generator_encoder()),
-        discriminator_config=dataclasses.asdict(cfg.model.discriminator_encoder()),
-        temperature=cfg.pretraining.temperature,
+        discriminator_config=discriminator_config,
         generator_weight=cfg.pretraining.generator_weight,
         discriminator_weight=cfg.pretraining.discriminator_weight,
+        disallow_correct=cfg.pretraining.disallow_correct,
         seed=cfg.train.seed,
         grad_accum_steps=cfg.train.grad_accum_steps,
+        **cfg.pretraining.temperature_kwargs(),
     )
 
 
@@ -141,15 +155,41 @@ def make_distributed_dataset(strategy, cfg, data_dir, tokenizer, start_step=0):
 
 
 def write_artifacts(pretrainer, cfg, model_dir, vocab_path, step):
-    """Writes `discriminator/` and `generator/` into model_dir."""
-    for name, model in (("discriminator", pretrainer.discriminator),
-                        ("generator", pretrainer.generator)):
-        artifacts.save_artifact(model, os.path.join(model_dir, name), cfg, vocab_path, step=step)
-    logging.info("Wrote discriminator/ and generator/ artifacts to %s", model_dir)
+    """Writes `discriminator/` and `generator/` (MLM: `masked_lm/`) into model_dir.
+
+    The MLM control's `discriminator/` is its encoder under a fresh, untrained RTD
+    head, so fine-tuning and export take either objective's model_dir the same way.
+    """
+    if isinstance(pretrainer, MaskedLMPretrainer):
+        discriminator = ElectraDiscriminator(pretrainer.encoder_config)
+        artifacts.build_inputs(discriminator, seq_len=8)
+        discriminator.encoder.set_weights(pretrainer.masked_lm.encoder.get_weights())
+        meta = {"objective": "mlm", "rtd_head": "untrained"}
+        parts = (("discriminator", discriminator, meta),
+                 ("masked_lm", pretrainer.masked_lm, {"objective": "mlm"}))
+    else:
+        parts = (("discriminator", pretrainer.discriminator, None),
+                 ("generator", pretrainer.generator, None))
+    for name, model, meta in parts:
+        artifacts.save_artifact(model, os.path.join(model_dir, name), cfg, vocab_path,
+                                step=step, extra_meta=meta)
+    logging.info("Wrote %s artifacts to %s", " and ".join(f"{n}/" for n, _, _ in parts),
+                 model_dir)
+
+
+def make_context_probe(cfg, tokenizer, probe_text):
+    """A `diagnostics.ContextProbe` on the held-out files `probe_text` (None: none)."""
+    if not probe_text:
+        return None
+    d = cfg.diagnostics
+    return diagnostics.ContextProbe.from_text(
+        probe_text, tokenizer, cfg.data.max_seq_length, d.context_probe_sequences,
+        rate=d.context_probe_rate, seed=cfg.train.seed,
+        every_n_steps=d.context_probe_every or cfg.train.checkpoint_every)
 
 
 def run_pretraining(cfg, data_dir, model_dir, *, max_steps=None, strategy=None,
-                    precision="float32", jit_compile="auto", verbose="auto"):
+                    precision="float32", jit_compile="auto", verbose="auto", probe_text=()):
     """Pretrains (or resumes) until `cfg.train.num_train_steps`.
 
     Args:
@@ -163,6 +203,7 @@ def run_pretraining(cfg, data_dir, model_dir, *, max_steps=None, strategy=None,
         models built here and restored afterwards.
       jit_compile: XLA; see `ElectraPretrainer.compile`.
       verbose: Keras progress-bar verbosity.
+      probe_text: held-out text files for the context probe (empty: no probe).
 
     Returns:
       The final global step.
@@ -176,6 +217,7 @@ def run_pretraining(cfg, data_dir, model_dir, *, max_steps=None, strategy=None,
     tokenizer = load_tokenizer(cfg)
     # Fails fast, before anything is built, if the data does not fit the config.
     data_lib.check_data_dir(data_dir, tokenizer, cfg.data.max_seq_length)
+    probe = make_context_probe(cfg, tokenizer, probe_text)
     chief = runtime.is_chief(strategy)
     if chief:
         prepare_model_dir(cfg, model_dir)
@@ -208,6 +250,10 @@ def run_pretraining(cfg, data_dir, model_dir, *, max_steps=None, strategy=None,
             tokens_per_step=cfg.train.batch_size * cfg.data.max_seq_length,
             tensorboard_dir=os.path.join(model_dir, "tensorboard"),
             write=chief,
+            probes=[probe] if probe else [],
+            watchers=[diagnostics.CollapseWatch(
+                cfg.diagnostics.collapse_gap, cfg.diagnostics.collapse_logs,
+                after_step=cfg.train.warmup_steps)],
         )
         model.fit(
             make_distributed_dataset(strategy, cfg, data_dir, tokenizer, start_step=start),
