@@ -120,6 +120,12 @@ def temperature_at(step, temperature, temperature_schedule="constant", temperatu
     """
     if temperature_schedule == "constant":
         return tf.constant(temperature, tf.float32)
+    if temperature_schedule not in ("linear", "cosine"):
+        raise ValueError(f"unknown temperature_schedule {temperature_schedule!r}; expected "
+                         "constant, linear or cosine")
+    if temperature_decay_steps <= 0:
+        raise ValueError(f"temperature_schedule {temperature_schedule!r} needs "
+                         f"temperature_decay_steps > 0, got {temperature_decay_steps}")
     progress = tf.clip_by_value(
         (tf.cast(step, tf.float32) - float(temperature_decay_start))
         / float(temperature_decay_steps), 0.0, 1.0)

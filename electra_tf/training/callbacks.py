@@ -168,11 +168,18 @@ class MetricsLogger(keras.callbacks.Callback):
             self._writer = tf.summary.create_file_writer(self.tensorboard_dir)
         self._last_step = int(self.model.optimizer.iterations.numpy())
         self._last_time = time.perf_counter()
+        self._last_epoch = True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._last_epoch = epoch + 1 >= self.params.get("epochs", 1)
 
     def on_train_batch_end(self, batch, logs=None):
         step = int(self.model.optimizer.iterations.numpy())
         if step - self._last_step >= self.every_n_steps:
-            self._end_interval(step, logs)
+            # The run's last batch: its record gets the probes even off their schedule.
+            steps = self.params.get("steps")
+            last = self._last_epoch and steps is not None and batch + 1 >= steps
+            self._end_interval(step, logs, last=last)
 
     def on_train_end(self, logs=None):
         step = int(self.model.optimizer.iterations.numpy())
