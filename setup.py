@@ -22,6 +22,8 @@ setup(
         # torch is pinned in the Makefile (torch==2.13.0, a local CPU build here):
         # an unpinned torch pulls several GB of CUDA packages.
         "parity": ["transformers", "safetensors", "torch"],
-        "bench": ["tf-models-official~=2.20.0", "transformers", "torch"],
+        "bench": ["tf-models-official~=2.20.0", "transformers", "torch", "matplotlib"],
+        # Curves of the pretraining sweep (benchmarks/pretraining_sweep.py --plot).
+        "plots": ["matplotlib"],
     },
 )

@@ -130,8 +130,10 @@ def main(argv):
     model_dir = _MODEL_DIR.value
     discriminator, config, vocab_path, meta = artifacts.load_artifact(
         os.path.join(model_dir, "discriminator"), expected_kind="discriminator")
-    generator, *_ = artifacts.load_artifact(os.path.join(model_dir, "generator"),
-                                            expected_kind="generator")
+    generator = None
+    if _DATA_DIR.value:  # Batch statistics need the generator (not in an MLM model_dir).
+        generator, *_ = artifacts.load_artifact(os.path.join(model_dir, "generator"),
+                                                expected_kind="generator")
     tokenizer = WordPieceTokenizer(vocab_path, lowercase=config.data.lowercase)
     keras.utils.set_random_seed(_SEED.value)
     random_init = artifacts.build_inputs(ElectraDiscriminator(meta["encoder_config"]), 8)

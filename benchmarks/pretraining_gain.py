@@ -1,74 +1,82 @@
-"""Does pretraining help? Fine-tuning from a pretrained tiny ELECTRA vs from scratch.
+"""Does pretraining help? ELECTRA, the MLM control and scratch, fine-tuned on GLUE.
 
-1. Vocabulary: learned from the development corpora (`--vocab=learn`, `--vocab_size`
-   tokens, what configs/electra_tiny.json is sized for), or a given file.
-2. Pretraining data: the development corpora under `--corpus_dir` (nltk_gutenberg,
-   nltk_state_union, nltk_inaugural, nltk_webtext, tinyshakespeare, nltk_movie_reviews;
-   wikitext-2-raw and nltk_reuters are reserved for evaluation and never read) ->
-   TFRecords at `--pretrain_seq_length`.
-3. Pretraining of `--config` for `--pretrain_minutes` of this machine (a short probe
-   run measures the step time, which sets `train.num_train_steps`, the end of the
-   learning-rate schedule), or for exactly `--pretrain_steps` (reproducible: on a
-   shared machine the probe's estimate moves with the load).
-4. Fine-tuning on each of `--tasks` (from `--glue_dir`), `--seeds` seeds, twice with
-   the same recipe and budget: from the pretrained discriminator (init "pretrained")
-   and from a random encoder of the same config and vocabulary (init "scratch").
+Three arms of one encoder config (`--config` with `--override`):
+  electra   replaced-token detection (`pretraining.objective=electra`), the discriminator
+  mlm       the same encoder trained as a BERT-style masked LM on the same data, for
+            the same wall-clock time (`pretraining.objective=mlm`)
+  scratch   a random initialisation
 
-Output, one JSON line per fine-tuning run, then one per task and the whole benchmark:
+1. Vocabulary and data: a WordPiece vocabulary learned from the development corpora
+   (`--vocab=learn`, 8k) or a given file; TFRecords at `--pretrain_seq_length`. The
+   held-out speeches (`shared_data.heldout_files`) are not trained on: they are the
+   context probe's text (`context_auc` in each arm's metrics.jsonl).
+2. Pretraining: both pretrained arms at once, `--threads` threads each, for
+   `--pretrain_minutes` each (a 40-step probe of each arm, run side by side, sets its
+   step count, so both get the same wall-clock), or exactly `--pretrain_steps`
+   ("electra=N,mlm=M"; reproducible on a shared machine).
+3. A frozen-encoder linear probe of SST-2 per arm (`pretraining_diagnostics.py`).
+4. Fine-tuning (`tools/finetune.py`) on each of `--tasks`: per arm and task, every
+   (learning rate, layer decay) of the grid with the first seed, then `--seeds` - 1
+   more seeds at the arm's best grid point; each arm is reported at its own best point
+   (the paper tunes per model), as the median over the seeds.
 
-  {"task": "sst2", "init": "pretrained", "seed": 42, "metric": "accuracy", "value": ...,
-   "dev": {all metrics}}
-  {"task": "sst2", "metric": "accuracy", "pretrained_median": ..., "scratch_median": ...,
-   "margin": ..., "pretrained": [per seed], "scratch": [per seed]}
-  {"benchmark": "pretraining_gain", "pretrain_steps": ..., "pretrain_seconds": ..., ...}
+Output: one JSON line per fine-tuning run, per (arm, task), per task (margins against
+scratch) and a summary. Everything is kept under `--work_dir`; a step whose output
+exists there is reused, so an interrupted run resumes.
 
-Everything is kept under `--work_dir` (vocab, data, model_dir, fine-tuning output dirs);
-a step whose output already exists there is reused, so an interrupted run resumes.
-
-    python benchmarks/pretraining_gain.py --work_dir=/tmp/gain --pretrain_steps=2500
-        # 2 cores: ~25 min pretraining, ~4 min per SST-2 and ~2 min per MRPC run
-    python benchmarks/pretraining_gain.py --work_dir=/tmp/gain_smoke --pretrain_steps=30 \
-        --seeds=1 --max_train_examples=sst2=500,mrpc=500 --epochs=1           # smoke test
+    python benchmarks/pretraining_gain.py --work_dir=/tmp/gain --pretrain_minutes=60 \
+        --override=pretraining.temperature=2
+    python benchmarks/pretraining_gain.py --work_dir=/tmp/gain_smoke --pretrain_steps=electra=30,mlm=30 \
+        --seeds=1 --learning_rates=1e-3 --layer_decays=1.0 \
+        --max_train_examples=sst2=500,mrpc=500 --epochs=1                      # smoke test
 """
 
-import dataclasses
+import itertools
 import json
 import os
 import pathlib
 import statistics
 import sys
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from absl import app, flags, logging  # noqa: E402
+from absl import app, flags  # noqa: E402
 
-import shared_data  # noqa: E402  (benchmarks/, the script's directory)
+import jobs as jobs_lib  # noqa: E402  (benchmarks/, the script's directory)
+import shared_data  # noqa: E402
 from shared_data import SHARED_DATA  # noqa: E402
 
 GLUE_DIRS = {"sst2": "SST-2", "mrpc": "MRPC", "stsb": "STS-B"}
+PRETRAINED_ARMS = ("electra", "mlm")
 
 _WORK_DIR = flags.DEFINE_string("work_dir", "/tmp/pretraining_gain", "Everything goes here.")
 _CORPUS_DIR = flags.DEFINE_string("corpus_dir", str(SHARED_DATA / "corpus"), "Corpora root.")
 _GLUE_DIR = flags.DEFINE_string("glue_dir", str(SHARED_DATA / "glue"), "GLUE root.")
 _CONFIG = flags.DEFINE_string("config", str(REPO_ROOT / "configs" / "electra_tiny.json"),
                               "Model and pretraining config.")
-_OVERRIDE = flags.DEFINE_multi_string("override", [], "Pretraining config overrides.")
+_OVERRIDE = flags.DEFINE_multi_string(
+    "override", [], "Config overrides of both pretrained arms (and of scratch's encoder).")
+_ARMS = flags.DEFINE_list("arms", ["electra", "mlm", "scratch"], "Arms to compare.")
 _VOCAB = flags.DEFINE_string("vocab", "learn", "A vocabulary file, or learn one.")
 _VOCAB_SIZE = flags.DEFINE_integer("vocab_size", 8000, "Size of a learned vocabulary.")
 _PRETRAIN_SEQ_LENGTH = flags.DEFINE_integer("pretrain_seq_length", 128, "Pretraining length.")
-_PRETRAIN_MINUTES = flags.DEFINE_float("pretrain_minutes", 25.0, "Pretraining time budget.")
-_PRETRAIN_STEPS = flags.DEFINE_integer(
-    "pretrain_steps", 0, "Pretrain exactly this many steps instead of --pretrain_minutes.")
+_PRETRAIN_MINUTES = flags.DEFINE_float("pretrain_minutes", 25.0,
+                                       "Pretraining wall-clock budget of each arm.")
+_PRETRAIN_STEPS = flags.DEFINE_list(
+    "pretrain_steps", [], "arm=steps, instead of --pretrain_minutes (e.g. electra=3000,mlm=3700).")
 _PROBE_STEPS = flags.DEFINE_integer("probe_steps", 40, "Steps timed to size the budget.")
+_THREADS = flags.DEFINE_integer("threads", 1, "TensorFlow threads per job.")
+_PARALLEL = flags.DEFINE_integer("parallel", 2, "Fine-tuning jobs at once.")
 _TASKS = flags.DEFINE_list("tasks", ["sst2", "mrpc"], "GLUE tasks to fine-tune on.")
-_SEEDS = flags.DEFINE_integer("seeds", 3, "Fine-tuning seeds per task and init.")
+_SEEDS = flags.DEFINE_integer("seeds", 3, "Fine-tuning seeds at the best grid point.")
+_LEARNING_RATES = flags.DEFINE_list("learning_rates", ["1e-4", "3e-4", "1e-3"],
+                                    "Fine-tuning learning-rate grid.")
+_LAYER_DECAYS = flags.DEFINE_list("layer_decays", ["0.8", "1.0"],
+                                  "Fine-tuning layer-wise decay grid (1.0: none).")
 _EPOCHS = flags.DEFINE_integer("epochs", None, "Fine-tuning epochs (default: the paper's).")
-_LEARNING_RATE = flags.DEFINE_float(
-    "learning_rate", None, "Fine-tuning learning rate (default: the paper's for the size).")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Fine-tuning batch size.")
 _MAX_SEQ_LENGTHS = flags.DEFINE_list(
     "max_seq_lengths", ["sst2=64", "mrpc=128", "stsb=128"],
@@ -76,145 +84,221 @@ _MAX_SEQ_LENGTHS = flags.DEFINE_list(
 _MAX_TRAIN_EXAMPLES = flags.DEFINE_list(
     "max_train_examples", ["sst2=8000"],
     "Per task, fine-tune on a random sample of this many examples (unlisted: all). The "
-    "sample is the same for every seed and init.")
+    "sample is the same for every seed and arm.")
+
+FIRST_SEED = 42
 
 
 def emit(record):
     print(json.dumps(record), flush=True)
 
 
-def per_task(entries, task, default):
-    """The value of `task` in ["task=value", ...], as an int, or `default`."""
-    values = dict(entry.split("=", 1) for entry in entries)
-    return int(values.get(task, default))
+def per_key(entries, key, default):
+    """The value of `key` in ["key=value", ...], or `default`."""
+    return dict(entry.split("=", 1) for entry in entries).get(key, default)
 
 
-def prepare_vocab(work_dir, files):
-    from electra_tf.text import vocab
-
-    if _VOCAB.value != "learn":
-        return _VOCAB.value
-    path = os.path.join(work_dir, "vocab.txt")
-    if not os.path.exists(path):
-        vocab.write_vocab(vocab.learn_wordpiece_vocab(files, _VOCAB_SIZE.value), path)
-    return path
+def read_jsonl(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f]
 
 
-def prepare_data(work_dir, files, vocab_path):
-    from electra_tf.data import builder, schema
-
-    data_dir = os.path.join(work_dir, "pretraining_data")
-    if not os.path.exists(os.path.join(data_dir, schema.MANIFEST_NAME)):
-        builder.build_pretraining_data(files, vocab_path, data_dir,
-                                       max_seq_length=_PRETRAIN_SEQ_LENGTH.value, num_shards=8)
-    return data_dir
+def check(jobs):
+    failed = [job for job in jobs if job.returncode != 0]
+    if failed:
+        raise RuntimeError("failed: " + "; ".join(f"{j.name} (log {j.log_path})" for j in failed))
+    return jobs
 
 
-def pretraining_config(vocab_path, num_train_steps):
-    from electra_tf import config as config_lib
-    from electra_tf.text.tokenizer import WordPieceTokenizer
+def pretrain_command(arm, model_dir, data_dir, vocab_path, steps, log_every, probe_every):
+    vocab_size = sum(1 for _ in open(vocab_path, encoding="utf-8"))
+    return [
+        sys.executable, str(REPO_ROOT / "tools" / "pretrain.py"), f"--config={_CONFIG.value}",
+        f"--data_dir={data_dir}", f"--model_dir={model_dir}", "--progress=none",
+        f"--probe_text={','.join(shared_data.heldout_files(_CORPUS_DIR.value))}",
+        *(f"--override={o}" for o in [
+            f"model.vocab_size={vocab_size}", f"data.vocab_path={vocab_path}",
+            f"data.max_seq_length={_PRETRAIN_SEQ_LENGTH.value}",
+            f"train.num_train_steps={steps}",
+            f"train.warmup_steps={max(1, min(steps // 10, 1000))}",
+            f"train.checkpoint_every={max(1, steps // 10)}",
+            f"train.log_every={log_every}",
+            f"diagnostics.context_probe_every={probe_every}",
+            *_OVERRIDE.value, f"pretraining.objective={arm}"])]
 
-    vocab_size = WordPieceTokenizer(vocab_path).vocab_size
-    return config_lib.load_config(_CONFIG.value, [
-        f"model.vocab_size={vocab_size}", f"data.vocab_path={vocab_path}",
-        f"data.max_seq_length={_PRETRAIN_SEQ_LENGTH.value}",
-        f"train.num_train_steps={num_train_steps}",
-        f"train.warmup_steps={max(1, num_train_steps // 10)}",
-        f"train.checkpoint_every={max(1, num_train_steps // 5)}",
-        f"train.log_every={max(1, min(100, num_train_steps // 20))}",
-        *_OVERRIDE.value,
-    ])
 
-
-def seconds_per_step(work_dir, data_dir, vocab_path):
-    """Times a short run; the first logged interval (tracing) is left out."""
-    from electra_tf.training import callbacks, pretrain
-
-    probe_dir = os.path.join(work_dir, "probe")
+def pretrain_steps(work_dir, data_dir, vocab_path, arms):
+    """{arm: steps}: given, or what fits --pretrain_minutes by a side-by-side probe."""
+    if _PRETRAIN_STEPS.value:
+        return {arm: int(per_key(_PRETRAIN_STEPS.value, arm, 0)) for arm in arms}
     steps = _PROBE_STEPS.value
-    cfg = pretraining_config(vocab_path, steps)
-    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, log_every=steps // 4))
-    pretrain.run_pretraining(cfg, data_dir, probe_dir, verbose=0)
-    with open(callbacks.metrics_jsonl_path(probe_dir)) as f:
-        records = [json.loads(line) for line in f][1:]
-    tokens_per_sec = statistics.median(r["tokens_per_sec"] for r in records)
-    return cfg.train.batch_size * cfg.data.max_seq_length / tokens_per_sec
+    probes = {arm: os.path.join(work_dir, "probe", arm) for arm in arms}
+    check(jobs_lib.run_jobs([
+        jobs_lib.Job(f"probe_{arm}", pretrain_command(
+            arm, probes[arm], data_dir, vocab_path, steps, steps // 4, 10**6),
+            os.path.join(probes[arm], "run.log"))
+        for arm in arms if not os.path.exists(os.path.join(probes[arm], "discriminator"))],
+        parallel=len(arms), threads=_THREADS.value))
+    result = {}
+    for arm in arms:
+        records = read_jsonl(os.path.join(probes[arm], "metrics.jsonl"))[1:]  # no tracing
+        tokens_per_sec = statistics.median(r["tokens_per_sec"] for r in records)
+        step_seconds = 32 * _PRETRAIN_SEQ_LENGTH.value / tokens_per_sec
+        result[arm] = max(1, int(_PRETRAIN_MINUTES.value * 60 / step_seconds))
+    return result
 
 
-def pretrain_model(work_dir, data_dir, vocab_path):
-    from electra_tf.training import pretrain
-
-    model_dir = os.path.join(work_dir, "pretrained")
+def pretrain_arms(work_dir, data_dir, vocab_path, arms):
+    """Pretrains `arms` side by side. Returns {arm: {"steps", "seconds", "final"}}."""
     record_path = os.path.join(work_dir, "pretraining.json")
     if os.path.exists(record_path):
         with open(record_path) as f:
-            record = json.load(f)
-        return model_dir, record["steps"], record["seconds"]
-    steps = _PRETRAIN_STEPS.value
-    if not steps:
-        step_time = seconds_per_step(work_dir, data_dir, vocab_path)
-        steps = max(1, int(_PRETRAIN_MINUTES.value * 60 / step_time))
-        logging.info("%.3f s/step: %d steps fit in %.1f minutes", step_time, steps,
-                     _PRETRAIN_MINUTES.value)
-    start = time.time()
-    done = pretrain.run_pretraining(pretraining_config(vocab_path, steps), data_dir,
-                                    model_dir, verbose=0)
-    seconds = time.time() - start
-    with open(record_path, "w") as f:
-        json.dump({"steps": done, "seconds": seconds}, f)
-    return model_dir, done, seconds
-
-
-def finetune_task(work_dir, task, init_name, model_dir, vocab_path):
-    from electra_tf.training import finetune
-
-    output_dir = os.path.join(work_dir, "finetune", f"{task}_{init_name}")
-    summary_path = os.path.join(output_dir, finetune.EVAL_RESULTS_JSON)
-    if os.path.exists(summary_path):
-        with open(summary_path) as f:
             return json.load(f)
-    init = dict(init=model_dir) if init_name == "pretrained" else dict(
-        init="none", model_config=_CONFIG.value, vocab=vocab_path)
-    cfg = finetune.FinetuneConfig(
-        task=task, max_seq_length=per_task(_MAX_SEQ_LENGTHS.value, task, 128),
-        batch_size=_BATCH_SIZE.value, epochs=_EPOCHS.value, learning_rate=_LEARNING_RATE.value,
-        max_train_examples=per_task(_MAX_TRAIN_EXAMPLES.value, task, 0), **init)
-    return finetune.run_finetuning(cfg, os.path.join(_GLUE_DIR.value, GLUE_DIRS[task]),
-                                   output_dir, seeds=_SEEDS.value, overwrite=True)
+    steps = pretrain_steps(work_dir, data_dir, vocab_path, arms)
+    jobs = check(jobs_lib.run_jobs([
+        jobs_lib.Job(arm, pretrain_command(
+            arm, os.path.join(work_dir, arm), data_dir, vocab_path, steps[arm],
+            max(1, min(50, steps[arm] // 40)), max(1, steps[arm] // 10)),
+            os.path.join(work_dir, arm, "run.log"))
+        for arm in arms], parallel=len(arms), threads=_THREADS.value))
+    result = {}
+    for job in jobs:
+        records = read_jsonl(os.path.join(work_dir, job.name, "metrics.jsonl"))
+        probes = [r["context_auc"] for r in records if "context_auc" in r]
+        result[job.name] = {"steps": records[-1]["step"], "seconds": round(job.seconds),
+                            "final": records[-1], "context_auc": probes[-1] if probes else None}
+    with open(record_path, "w") as f:
+        json.dump(result, f)
+    return result
+
+
+def linear_probes(work_dir, arms):
+    """{arm: SST-2 probe record} from pretraining_diagnostics.py ("scratch": its random init)."""
+    out = {}
+    for arm in arms:
+        path = os.path.join(work_dir, f"linear_probe_{arm}.jsonl")
+        if not os.path.exists(path):
+            check(jobs_lib.run_jobs([jobs_lib.Job(
+                f"linear_probe_{arm}",
+                [sys.executable, str(REPO_ROOT / "benchmarks" / "pretraining_diagnostics.py"),
+                 f"--model_dir={os.path.join(work_dir, arm)}",
+                 f"--glue_dir={os.path.join(_GLUE_DIR.value, 'SST-2')}"],
+                path + ".log")], parallel=1, threads=_THREADS.value))
+            with open(path + ".log") as f:
+                lines = [line for line in f if line.startswith("{")]
+            with open(path, "w") as f:
+                f.writelines(lines)
+        for record in read_jsonl(path):
+            out[arm if record["init"] == "pretrained" else "scratch"] = record
+    return out
+
+
+def finetune_job(work_dir, arm, task, learning_rate, layer_decay, seed, seeds, vocab_path):
+    output_dir = os.path.join(work_dir, "finetune", task, arm,
+                              f"lr{learning_rate}_ld{layer_decay}_seed{seed}")
+    init = (["--init=none", f"--config={os.path.join(work_dir, 'electra', 'config.json')}",
+             f"--vocab={vocab_path}"] if arm == "scratch"
+            else [f"--init={os.path.join(work_dir, arm)}"])
+    command = [
+        sys.executable, str(REPO_ROOT / "tools" / "finetune.py"), f"--task={task}",
+        f"--data_dir={os.path.join(_GLUE_DIR.value, GLUE_DIRS[task])}", *init,
+        f"--output_dir={output_dir}", "--overwrite", "--progress=none",
+        f"--learning_rate={learning_rate}", f"--layer_decay={layer_decay}",
+        f"--seed={seed}", f"--seeds={seeds}", f"--batch_size={_BATCH_SIZE.value}",
+        f"--max_seq_length={per_key(_MAX_SEQ_LENGTHS.value, task, 128)}",
+        f"--max_train_examples={per_key(_MAX_TRAIN_EXAMPLES.value, task, 0)}",
+        *([f"--epochs={_EPOCHS.value}"] if _EPOCHS.value else []),
+    ]
+    return output_dir, jobs_lib.Job(f"{task}/{arm}/{os.path.basename(output_dir)}", command,
+                                    output_dir + ".log")
+
+
+def run_finetuning(work_dir, specs, vocab_path):
+    """Runs (arm, task, lr, decay, seed, seeds) specs not done yet; {spec: summary}."""
+    todo, dirs = [], {}
+    for spec in specs:
+        output_dir, job = finetune_job(work_dir, *spec, vocab_path)
+        dirs[spec] = output_dir
+        if not os.path.exists(os.path.join(output_dir, "eval_results.json")):
+            todo.append(job)
+    check(jobs_lib.run_jobs(todo, parallel=_PARALLEL.value, threads=_THREADS.value))
+    out = {}
+    for spec, output_dir in dirs.items():
+        with open(os.path.join(output_dir, "eval_results.json")) as f:
+            out[spec] = json.load(f)
+    return out
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    logging.set_verbosity(logging.WARNING)
     work_dir = _WORK_DIR.value
     os.makedirs(work_dir, exist_ok=True)
+    arms = list(_ARMS.value)
+    pretrained = [arm for arm in arms if arm in PRETRAINED_ARMS]
+    if "electra" not in arms:
+        raise app.UsageError("--arms must include electra (scratch takes its config)")
     files = shared_data.dev_corpus_files(_CORPUS_DIR.value)
-    vocab_path = prepare_vocab(work_dir, files)
-    data_dir = prepare_data(work_dir, files, vocab_path)
-    model_dir, pretrain_steps, pretrain_seconds = pretrain_model(work_dir, data_dir, vocab_path)
+    vocab_path = (shared_data.prepare_vocab(work_dir, files, _VOCAB_SIZE.value)
+                  if _VOCAB.value == "learn" else _VOCAB.value)
+    data_dir = shared_data.prepare_data(work_dir, files, vocab_path, _PRETRAIN_SEQ_LENGTH.value)
+    pretraining = pretrain_arms(work_dir, data_dir, vocab_path, pretrained)
+    for arm, record in pretraining.items():
+        final = record["final"]
+        emit({"arm": arm, "pretrain_steps": record["steps"], "pretrain_seconds": record["seconds"],
+              "context_auc": record["context_auc"],
+              **{k: round(final[k], 4) for k in ("mlm_loss", "rtd_loss", "rtd_prior_gap",
+                                                  "rtd_auc") if k in final}})
+    probes = linear_probes(work_dir, pretrained)
+    for arm, record in probes.items():
+        emit({"arm": arm, "linear_probe_sst2": record["probe_sst2_features"],
+              "linear_probe_sst2_embeddings": record["probe_sst2_embeddings"]})
 
-    margins = {}
+    grid = list(itertools.product(_LEARNING_RATES.value, _LAYER_DECAYS.value))
+    results = {}
     for task in _TASKS.value:
-        medians, values = {}, {}
-        for init_name in ("pretrained", "scratch"):
-            summary = finetune_task(work_dir, task, init_name, model_dir, vocab_path)
-            metric = summary["main_metric"]
-            values[init_name] = [run["dev"][metric] for run in summary["runs"]]
-            medians[init_name] = summary["median"]["dev"][metric]
-            for run in summary["runs"]:
-                emit({"task": task, "init": init_name, "seed": run["seed"], "metric": metric,
-                      "value": run["dev"][metric], "dev": run["dev"],
-                      "train_seconds": run["train"]["seconds"]})
-        margins[task] = medians["pretrained"] - medians["scratch"]
-        emit({"task": task, "metric": metric, "pretrained_median": medians["pretrained"],
-              "scratch_median": medians["scratch"], "margin": margins[task],
-              "pretrained": values["pretrained"], "scratch": values["scratch"]})
-    emit({"benchmark": "pretraining_gain", "config": _CONFIG.value,
-          "pretrain_steps": pretrain_steps, "pretrain_seconds": round(pretrain_seconds),
-          "seeds": _SEEDS.value, "max_train_examples": _MAX_TRAIN_EXAMPLES.value,
-          "max_seq_lengths": _MAX_SEQ_LENGTHS.value,
-          "margins": margins, "cpu_count": os.cpu_count()})
+        first = run_finetuning(work_dir, [(arm, task, lr, ld, FIRST_SEED, 1)
+                                          for arm in arms for lr, ld in grid], vocab_path)
+        best = {}
+        for arm in arms:
+            scores = {}
+            for lr, ld in grid:
+                summary = first[(arm, task, lr, ld, FIRST_SEED, 1)]
+                metric = summary["main_metric"]
+                scores[(lr, ld)] = summary["runs"][0]["dev"][metric]
+            best[arm] = max(grid, key=lambda point: scores[point])
+            results[(arm, task)] = {"metric": metric, "grid": {f"lr={lr},ld={ld}": v for
+                                                                (lr, ld), v in scores.items()}}
+        more = run_finetuning(work_dir, [(arm, task, *best[arm], FIRST_SEED + 1, _SEEDS.value - 1)
+                                         for arm in arms if _SEEDS.value > 1], vocab_path)
+        medians, all_medians = {}, {}
+        for arm in arms:
+            lr, ld = best[arm]
+            runs = first[(arm, task, lr, ld, FIRST_SEED, 1)]["runs"]
+            if _SEEDS.value > 1:
+                runs = runs + more[(arm, task, lr, ld, FIRST_SEED + 1, _SEEDS.value - 1)]["runs"]
+            metric = results[(arm, task)]["metric"]
+            values = [run["dev"][metric] for run in runs]
+            medians[arm] = statistics.median(values)
+            all_medians[arm] = {k: statistics.median(run["dev"][k] for run in runs)
+                                for k in runs[0]["dev"] if k != "num_examples"}
+            record = {"task": task, "arm": arm, "metric": metric, "learning_rate": float(lr),
+                      "layer_decay": float(ld), "seeds": [run["seed"] for run in runs],
+                      "values": values, "median": medians[arm],
+                      "median_dev": all_medians[arm],
+                      "dev": [run["dev"] for run in runs], **results[(arm, task)]}
+            emit(record)
+        emit({"task": task, "metric": metric, "medians": medians,
+              "margins_vs_scratch": {
+                  arm: {k: round(v - all_medians["scratch"][k], 4)
+                        for k, v in all_medians[arm].items()}
+                  for arm in arms if arm != "scratch"} if "scratch" in arms else None})
+    emit({"benchmark": "pretraining_gain", "config": _CONFIG.value, "overrides": _OVERRIDE.value,
+          "arms": arms, "pretraining": {arm: {k: v for k, v in r.items() if k != "final"}
+                                        for arm, r in pretraining.items()},
+          "seeds": _SEEDS.value, "grid": grid, "max_train_examples": _MAX_TRAIN_EXAMPLES.value,
+          "max_seq_lengths": _MAX_SEQ_LENGTHS.value, "threads": _THREADS.value,
+          "cpu_count": os.cpu_count()})
 
 
 if __name__ == "__main__":

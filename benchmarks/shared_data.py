@@ -14,17 +14,62 @@ DEV_CORPORA = ("nltk_gutenberg", "nltk_state_union", "nltk_inaugural", "nltk_web
                "tinyshakespeare", "nltk_movie_reviews")
 
 
-def dev_corpus_files(corpus_dir):
-    """Every file of the development corpora under `corpus_dir` (README files excluded).
+# Every HELDOUT_EVERY-th file (sorted) of these corpora is held out of pretraining
+# for the context probe: ~30 speeches, ~300 KB of text never trained on.
+HELDOUT_CORPORA = ("nltk_state_union", "nltk_inaugural")
+HELDOUT_EVERY = 5
 
-    Raises:
-      FileNotFoundError naming a development corpus missing from `corpus_dir`.
-    """
-    files = []
+
+def _corpus_files(corpus_dir):
+    """{corpus name: its sorted files} (README files excluded)."""
+    files = {}
     for name in DEV_CORPORA:
         root = pathlib.Path(corpus_dir) / name
         if not root.is_dir():
             raise FileNotFoundError(
                 f"corpus {root} not found (set ELECTRA_SHARED_DATA or --corpus_dir)")
-        files += sorted(str(p) for p in root.rglob("*") if p.is_file() and p.name != "README")
+        files[name] = sorted(
+            str(p) for p in root.rglob("*") if p.is_file() and p.name != "README")
     return files
+
+
+def _is_heldout(name, index):
+    return name in HELDOUT_CORPORA and index % HELDOUT_EVERY == HELDOUT_EVERY - 1
+
+
+def dev_corpus_files(corpus_dir):
+    """The pretraining files of the development corpora (held-out files excluded).
+
+    Raises:
+      FileNotFoundError naming a development corpus missing from `corpus_dir`.
+    """
+    return [path for name, paths in _corpus_files(corpus_dir).items()
+            for i, path in enumerate(paths) if not _is_heldout(name, i)]
+
+
+def heldout_files(corpus_dir):
+    """The held-out files of the development corpora (the context probe's text)."""
+    return [path for name, paths in _corpus_files(corpus_dir).items()
+            for i, path in enumerate(paths) if _is_heldout(name, i)]
+
+
+def prepare_vocab(work_dir, files, vocab_size):
+    """`work_dir/vocab.txt`, a WordPiece vocabulary learned from `files` (kept if present)."""
+    from electra_tf.text import vocab
+
+    path = os.path.join(work_dir, "vocab.txt")
+    if not os.path.exists(path):
+        vocab.write_vocab(vocab.learn_wordpiece_vocab(files, vocab_size), path)
+    return path
+
+
+def prepare_data(work_dir, files, vocab_path, max_seq_length, name="pretraining_data"):
+    """Pretraining TFRecords of `files` in `work_dir/name` (kept if complete)."""
+    from electra_tf.data import builder, schema
+
+    data_dir = os.path.join(work_dir, name)
+    if not os.path.exists(os.path.join(data_dir, schema.MANIFEST_NAME)):
+        builder.build_pretraining_data(files, vocab_path, data_dir,
+                                       max_seq_length=max_seq_length, num_shards=8,
+                                       overwrite=True)
+    return data_dir

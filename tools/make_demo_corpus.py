@@ -26,6 +26,10 @@ from absl import flags
 from absl import logging
 
 _OUTPUT = flags.DEFINE_string("output", None, "Text file to write.")
+_HELDOUT_OUTPUT = flags.DEFINE_string(
+    "heldout_output", None, "Also write every --heldout_every-th document here instead "
+    "of --output: held-out text for the context probe (tools/pretrain.py --probe_text).")
+_HELDOUT_EVERY = flags.DEFINE_integer("heldout_every", 20, "See --heldout_output.")
 _MAX_BYTES = flags.DEFINE_integer(
     "max_bytes", 5_000_000, "Stop before the output would exceed this many bytes."
 )
@@ -165,30 +169,46 @@ def iter_documents(source_dirs, stats, min_words=10):
                 yield doc
 
 
-def write_corpus(output, source_dirs, max_bytes=5_000_000, min_words=10):
+def write_corpus(output, source_dirs, max_bytes=5_000_000, min_words=10, heldout_output=None,
+                 heldout_every=20):
     """Writes documents until the next one would pass `max_bytes`.
 
+    With `heldout_output`, every `heldout_every`-th document goes there instead (text
+    never trained on, for the context probe of tools/pretrain.py --probe_text); it
+    does not count towards `max_bytes`.
+
     Returns:
-      A dict of counters: documents, bytes, files_read, files_unparsable,
-      documents_too_short, documents_duplicate.
+      A dict of counters: documents, bytes, heldout_documents, heldout_bytes,
+      files_read, files_unparsable, documents_too_short, documents_duplicate.
     """
     stats = dict.fromkeys(
-        ("documents", "bytes", "files_read", "files_unparsable", "documents_too_short",
-         "documents_duplicate"),
+        ("documents", "bytes", "heldout_documents", "heldout_bytes", "files_read",
+         "files_unparsable", "documents_too_short", "documents_duplicate"),
         0,
     )
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    with open(output, "w", encoding="utf-8", newline="\n") as f:
-        for doc in iter_documents(source_dirs, stats, min_words=min_words):
-            chunk = "\n".join(doc) + "\n"
-            if stats["documents"]:
-                chunk = "\n" + chunk
-            size = len(chunk.encode("utf-8"))
-            if stats["bytes"] + size > max_bytes:
-                break
-            f.write(chunk)
-            stats["documents"] += 1
-            stats["bytes"] += size
+    heldout = open(heldout_output, "w", encoding="utf-8", newline="\n") if heldout_output \
+        else None
+    try:
+        with open(output, "w", encoding="utf-8", newline="\n") as f:
+            for index, doc in enumerate(iter_documents(source_dirs, stats, min_words=min_words)):
+                chunk = "\n".join(doc) + "\n"
+                if heldout and index % heldout_every == heldout_every - 1:
+                    heldout.write(("\n" if stats["heldout_documents"] else "") + chunk)
+                    stats["heldout_documents"] += 1
+                    stats["heldout_bytes"] += len(chunk.encode("utf-8"))
+                    continue
+                if stats["documents"]:
+                    chunk = "\n" + chunk
+                size = len(chunk.encode("utf-8"))
+                if stats["bytes"] + size > max_bytes:
+                    break
+                f.write(chunk)
+                stats["documents"] += 1
+                stats["bytes"] += size
+    finally:
+        if heldout:
+            heldout.close()
     return stats
 
 
@@ -197,7 +217,8 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     source_dirs = _SOURCE_DIRS.value or default_source_dirs(_SITE_PACKAGES.value)
     stats = write_corpus(
-        _OUTPUT.value, source_dirs, max_bytes=_MAX_BYTES.value, min_words=_MIN_WORDS.value
+        _OUTPUT.value, source_dirs, max_bytes=_MAX_BYTES.value, min_words=_MIN_WORDS.value,
+        heldout_output=_HELDOUT_OUTPUT.value, heldout_every=_HELDOUT_EVERY.value,
     )
     logging.info("wrote %s from %s: %s", _OUTPUT.value, ", ".join(source_dirs), stats)
     if not stats["documents"]:
