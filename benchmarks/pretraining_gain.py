@@ -77,6 +77,8 @@ _LEARNING_RATES = flags.DEFINE_list("learning_rates", ["1e-4", "3e-4", "1e-3"],
 _LAYER_DECAYS = flags.DEFINE_list("layer_decays", ["0.8", "1.0"],
                                   "Fine-tuning layer-wise decay grid (1.0: none).")
 _EPOCHS = flags.DEFINE_integer("epochs", None, "Fine-tuning epochs (default: the paper's).")
+_FINETUNE_DROPOUT = flags.DEFINE_float(
+    "finetune_dropout", 0.1, "Fine-tuning dropout of every arm, whatever pretraining used.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Fine-tuning batch size.")
 _MAX_SEQ_LENGTHS = flags.DEFINE_list(
     "max_seq_lengths", ["sst2=64", "mrpc=128", "stsb=128"],
@@ -204,6 +206,7 @@ def finetune_job(work_dir, arm, task, learning_rate, layer_decay, seed, seeds, v
         f"--data_dir={os.path.join(_GLUE_DIR.value, GLUE_DIRS[task])}", *init,
         f"--output_dir={output_dir}", "--overwrite", "--progress=none",
         f"--learning_rate={learning_rate}", f"--layer_decay={layer_decay}",
+        f"--dropout_rate={_FINETUNE_DROPOUT.value}",
         f"--seed={seed}", f"--seeds={seeds}", f"--batch_size={_BATCH_SIZE.value}",
         f"--max_seq_length={per_key(_MAX_SEQ_LENGTHS.value, task, 128)}",
         f"--max_train_examples={per_key(_MAX_TRAIN_EXAMPLES.value, task, 0)}",

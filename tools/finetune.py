@@ -46,6 +46,9 @@ _EPOCHS = flags.DEFINE_integer("epochs", None, "Default: 3 (10 for STS-B and RTE
 _LEARNING_RATE = flags.DEFINE_float(
     "learning_rate", None,
     "Peak learning rate. Default: 1e-3 tiny (hidden < 256), 3e-4 small, 1e-4 base, 5e-5 large.")
+_DROPOUT_RATE = flags.DEFINE_float(
+    "dropout_rate", None, "Hidden and attention dropout of the encoder (default: the "
+    "pretrained encoder's own, or the config's).")
 _LAYER_DECAY = flags.DEFINE_float(
     "layer_decay", None, "Layer-wise learning-rate decay. Default: 0.8 (0.9 for large).")
 _BATCH_SIZE = flags.DEFINE_integer(
@@ -87,7 +90,8 @@ def main(argv):
             lowercase=_LOWERCASE.value, max_seq_length=_MAX_SEQ_LENGTH.value,
             batch_size=_BATCH_SIZE.value, grad_accum_steps=_GRAD_ACCUM_STEPS.value,
             epochs=_EPOCHS.value, learning_rate=_LEARNING_RATE.value,
-            layer_decay=_LAYER_DECAY.value, warmup_fraction=_WARMUP_FRACTION.value,
+            layer_decay=_LAYER_DECAY.value, dropout_rate=_DROPOUT_RATE.value,
+            warmup_fraction=_WARMUP_FRACTION.value,
             weight_decay=_WEIGHT_DECAY.value, seed=_SEED.value,
             max_train_examples=_MAX_TRAIN_EXAMPLES.value, skip_bad_rows=_SKIP_BAD_ROWS.value,
             text_column=_TEXT_COLUMN.value, text_pair_column=_TEXT_PAIR_COLUMN.value,

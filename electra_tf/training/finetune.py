@@ -102,6 +102,7 @@ class FinetuneConfig:
     epochs: Optional[int] = None
     learning_rate: Optional[float] = None
     layer_decay: Optional[float] = None
+    dropout_rate: Optional[float] = None  # None: the encoder's own (hidden and attention)
     warmup_fraction: float = 0.1
     weight_decay: float = 0.01
     clip_norm: float = 1.0
@@ -124,6 +125,8 @@ class FinetuneConfig:
                              f"grad_accum_steps={self.grad_accum_steps}")
         if self.learning_rate is not None and not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.dropout_rate is not None and not 0 <= self.dropout_rate < 1:
+            raise ValueError(f"dropout_rate must be in [0, 1), got {self.dropout_rate}")
         if self.layer_decay is not None and not 0 < self.layer_decay <= 1:
             raise ValueError(f"layer_decay must be in (0, 1], got {self.layer_decay}")
         if not 0 <= self.warmup_fraction <= 1:
@@ -196,7 +199,18 @@ def _artifact_dir(init):
 
 
 def load_init(cfg):
-    """The pretrained discriminator encoder, or the config of a random one."""
+    """The pretrained discriminator encoder, or the config of a random one, with
+    `cfg.dropout_rate` (when set) as its hidden and attention dropout."""
+    init = _load_init(cfg)
+    if cfg.dropout_rate is not None:
+        # Pretraining may run without dropout (short budgets learn faster); fine-tuning
+        # on a small task still wants it. The weights do not depend on the rates.
+        init.encoder_config.update(dropout_rate=cfg.dropout_rate,
+                                   attention_dropout_rate=cfg.dropout_rate)
+    return init
+
+
+def _load_init(cfg):
     if cfg.init != "none":
         discriminator, experiment, vocab_path, meta = artifacts.load_artifact(
             _artifact_dir(cfg.init), "discriminator")

@@ -330,3 +330,20 @@ def test_random_init_from_a_named_config_takes_the_vocabularys_size(tmp_path, ti
     assert init.encoder_config["vocab_size"] == WordPieceTokenizer(tiny_vocab).vocab_size
     assert init.encoder_config["hidden_size"] == 128  # the rest is electra_tiny's
     assert dataclasses.replace(cfg, seed=1).seed == 1
+
+
+def test_dropout_rate_overrides_the_encoders_own(tmp_path, tiny_vocab, tiny_model_dir):
+    random_init = finetune.load_init(FinetuneConfig(
+        task="mrpc", init="none", vocab=tiny_vocab, dropout_rate=0.0,
+        model_config=str(REPO_ROOT / "configs" / "electra_tiny.json")))
+    assert random_init.encoder_config["dropout_rate"] == 0.0
+    assert random_init.encoder_config["attention_dropout_rate"] == 0.0
+    pretrained = finetune.load_init(tiny_config(tiny_model_dir, dropout_rate=0.3))
+    assert pretrained.encoder_config["dropout_rate"] == 0.3
+    assert pretrained.encoder_config["attention_dropout_rate"] == 0.3
+    # The weights are the pretrained ones all the same.
+    model = finetune.build_classifier(pretrained, glue.get_task("mrpc"), 16)
+    assert all(np.array_equal(a, b) for a, b in zip(
+        model.encoder.get_weights(), pretrained.encoder.get_weights()))
+    with pytest.raises(ValueError, match="dropout_rate must be in"):
+        tiny_config(tiny_model_dir, dropout_rate=1.0)
