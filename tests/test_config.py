@@ -446,7 +446,7 @@ def test_diagnostics_section_defaults_round_trip_and_overrides(tmp_path):
     assert json.loads(open(path).read())["diagnostics"]["context_probe_every"] == 50
     assert config.load_config(path) == cfg
     # Configs written before the section existed load with its defaults.
-    assert preset("tiny").diagnostics == config.DiagnosticsConfig()
+    assert preset("small").diagnostics == config.DiagnosticsConfig()
     # Ints become floats.
     cfg = config.from_dict({"diagnostics": {"collapse_gap": 0}})
     assert type(cfg.diagnostics.collapse_gap) is float

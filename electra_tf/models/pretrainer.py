@@ -364,6 +364,16 @@ class _Pretrainer(keras.Model):
         """Float32 `[k]` sums over a micro-batch, added up over the step (none here)."""
         return tf.zeros([0])
 
+    def _step_rankings(self, inputs, outputs):
+        """Float32 `[n, 3]` (score, label, weight) rows of a micro-batch, gathered over
+        the step's micro-batches and replicas for a whole-batch ranking metric (none
+        here)."""
+        return tf.zeros([0, 3])
+
+    def _update_ranking_metrics(self, rankings):
+        """Metrics of the whole global batch's `_step_rankings`, `[n, 3]` (none here)."""
+        del rankings
+
     def _update_loss_metrics(self, totals, statistics):
         """loss and the named losses, from this replica's shares of the global means.
 
@@ -433,7 +443,7 @@ class _Pretrainer(keras.Model):
             shares = self._micro_batch_shares(micro_batches)
         grads = None
         totals = {name: 0.0 for name in self._loss_weights}
-        statistics = 0.0
+        statistics, rankings = 0.0, []
         for k, (batch, uniform) in enumerate(zip(micro_batches, uniforms)):
             batch = steps.after_gradients(grads, batch)
             with tf.GradientTape() as tape:
@@ -448,16 +458,24 @@ class _Pretrainer(keras.Model):
             self._update_token_metrics(batch, outputs)
             totals = {name: totals[name] + parts[name] for name in totals}
             statistics += self._step_statistics(batch, outputs)
+            rankings.append(self._step_rankings(batch, outputs))
         self._update_loss_metrics(totals, statistics)
+        self._update_ranking_metrics(self._gather_rankings(rankings))
         self.optimizer.apply(steps.agree_on_finiteness(self.optimizer, grads), variables)
         return steps.reducible_logs(
             self.distribute_strategy, {**self._metric_results(), **self._step_logs()})
+
+    def _gather_rankings(self, rankings):
+        """This step's ranking rows of every micro-batch and replica, `[n, 3]`: a
+        ranking metric over them does not depend on how the batch was split."""
+        return tf.distribute.get_replica_context().all_gather(tf.concat(rankings, 0), axis=0)
 
     def test_step(self, data):
         outputs = self._forward(data, self._fresh_uniform(data), training=False)
         self._update_token_metrics(data, outputs)
         self._update_loss_metrics(self._objective_losses(data, outputs),
                                   self._step_statistics(data, outputs))
+        self._update_ranking_metrics(self._gather_rankings([self._step_rankings(data, outputs)]))
         return steps.reducible_logs(self.distribute_strategy, self._metric_results())
 
     def build_from_spec(self, element_spec):
@@ -514,7 +532,8 @@ class ElectraPretrainer(_Pretrainer):
 
     Metrics: loss, mlm_loss, rtd_loss, mlm_accuracy, rtd_accuracy, rtd_precision,
     rtd_recall (both on the "replaced" class), replaced_fraction, rtd_auc (ranking
-    AUC of replaced against original tokens, per micro-batch, [CLS]/[SEP] included),
+    AUC of replaced against original tokens of each step's global batch, [CLS]/[SEP]
+    included),
     rtd_prior_gap (entropy of the step's replaced fraction minus rtd_loss, in nats:
     what the discriminator knows beyond the constant prior), temperature,
     learning_rate.
@@ -606,11 +625,10 @@ class ElectraPretrainer(_Pretrainer):
         }
 
     def _update_token_metrics(self, inputs, outputs):
-        """Accuracies, precision, recall, replaced fraction, AUC of this batch's tokens.
+        """Accuracies, precision, recall, replaced fraction of this batch's tokens.
 
         They are weighted means, so updating them once per micro-batch gives the
-        same result as once on the whole batch (the AUC excepted: a mean of
-        micro-batch AUCs).
+        same result as once on the whole batch.
         """
         token_weights = tf.cast(inputs[schema.PADDING_MASK], tf.float32)
         labels = outputs["rtd_labels"]
@@ -625,8 +643,18 @@ class ElectraPretrainer(_Pretrainer):
         t["rtd_precision"].update_state(labels, sample_weight=predicted * token_weights)
         t["rtd_recall"].update_state(predicted, sample_weight=labels)
         t["replaced_fraction"].update_state(labels, sample_weight=token_weights)
-        auc, defined = ranking_auc(outputs["rtd_logits"], labels, token_weights)
-        t["rtd_auc"].update_state(auc, sample_weight=tf.cast(defined, tf.float32))
+
+    def _step_rankings(self, inputs, outputs):
+        """(logit, replaced, real) of every token of the micro-batch, `[n, 3]`."""
+        return tf.stack([
+            tf.reshape(tf.cast(outputs["rtd_logits"], tf.float32), [-1]),
+            tf.reshape(outputs["rtd_labels"], [-1]),
+            tf.reshape(tf.cast(inputs[schema.PADDING_MASK], tf.float32), [-1]),
+        ], axis=1)
+
+    def _update_ranking_metrics(self, rankings):
+        auc, defined = ranking_auc(rankings[:, 0], rankings[:, 1], rankings[:, 2])
+        self._trackers["rtd_auc"].update_state(auc, sample_weight=tf.cast(defined, tf.float32))
 
     def _step_statistics(self, inputs, outputs):
         """(replaced tokens, real tokens) of this micro-batch."""

@@ -171,13 +171,13 @@ class MetricsLogger(keras.callbacks.Callback):
         self._last_epoch = True
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._last_epoch = epoch + 1 >= self.params.get("epochs", 1)
+        self._last_epoch = epoch + 1 >= (self.params or {}).get("epochs", 1)
 
     def on_train_batch_end(self, batch, logs=None):
         step = int(self.model.optimizer.iterations.numpy())
         if step - self._last_step >= self.every_n_steps:
             # The run's last batch: its record gets the probes even off their schedule.
-            steps = self.params.get("steps")
+            steps = (self.params or {}).get("steps")
             last = self._last_epoch and steps is not None and batch + 1 >= steps
             self._end_interval(step, logs, last=last)
 
