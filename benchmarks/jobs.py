@@ -7,8 +7,12 @@ once faster than one 2-thread job after the other (small models split poorly).
 
 import dataclasses
 import os
+import pathlib
 import subprocess
+import sys
 import time
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
 @dataclasses.dataclass
@@ -54,3 +58,20 @@ def run_jobs(jobs, parallel, threads, on_done=None, poll_seconds=2.0):
             if on_done is not None:
                 on_done(job)
     return jobs
+
+
+def pretrain_command(config, data_dir, model_dir, vocab_path, probe_text, overrides):
+    """argv of `tools/pretrain.py` with `vocab_path` (and its size) and `overrides`.
+
+    Args:
+      probe_text: held-out files for the context probe.
+      overrides: "section.key=value" strings, applied after the vocabulary's.
+    """
+    vocab_size = sum(1 for _ in open(vocab_path, encoding="utf-8"))
+    return [
+        sys.executable, str(REPO_ROOT / "tools" / "pretrain.py"), f"--config={config}",
+        f"--data_dir={data_dir}", f"--model_dir={model_dir}", "--progress=none",
+        f"--probe_text={','.join(probe_text)}",
+        *(f"--override={o}" for o in [f"data.vocab_path={vocab_path}",
+                                       f"model.vocab_size={vocab_size}", *overrides]),
+    ]

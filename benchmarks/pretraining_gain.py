@@ -113,20 +113,16 @@ def check(jobs):
 
 
 def pretrain_command(arm, model_dir, data_dir, vocab_path, steps, log_every, probe_every):
-    vocab_size = sum(1 for _ in open(vocab_path, encoding="utf-8"))
-    return [
-        sys.executable, str(REPO_ROOT / "tools" / "pretrain.py"), f"--config={_CONFIG.value}",
-        f"--data_dir={data_dir}", f"--model_dir={model_dir}", "--progress=none",
-        f"--probe_text={','.join(shared_data.heldout_files(_CORPUS_DIR.value))}",
-        *(f"--override={o}" for o in [
-            f"model.vocab_size={vocab_size}", f"data.vocab_path={vocab_path}",
+    return jobs_lib.pretrain_command(
+        _CONFIG.value, data_dir, model_dir, vocab_path,
+        shared_data.heldout_files(_CORPUS_DIR.value), [
             f"data.max_seq_length={_PRETRAIN_SEQ_LENGTH.value}",
             f"train.num_train_steps={steps}",
             f"train.warmup_steps={max(1, min(steps // 10, 1000))}",
             f"train.checkpoint_every={max(1, steps // 10)}",
             f"train.log_every={log_every}",
             f"diagnostics.context_probe_every={probe_every}",
-            *_OVERRIDE.value, f"pretraining.objective={arm}"])]
+            *_OVERRIDE.value, f"pretraining.objective={arm}"])
 
 
 def pretrain_steps(work_dir, data_dir, vocab_path, arms):

@@ -33,6 +33,10 @@ from absl import app, flags  # noqa: E402
 import jobs as jobs_lib  # noqa: E402  (benchmarks/, the script's directory)
 import shared_data  # noqa: E402
 
+# Every run starts from the paper's sampling (temperature 1, constant), whatever the
+# base config's schedule, so that a run's name says all it changes.
+BASE_OVERRIDES = {"pretraining.temperature": "1", "pretraining.temperature_schedule": "constant"}
+
 # name -> (pretraining sequence length, config overrides). "t" is the sampling
 # temperature; "anneal" runs hold it, then move it to 1 once the generator has left
 # its unigram plateau.
@@ -96,22 +100,25 @@ def emit(record):
     print(json.dumps(record), flush=True)
 
 
+def merged_overrides(overrides):
+    """BASE_OVERRIDES, then `overrides`, then --override: one "key=value" per key."""
+    merged = dict(BASE_OVERRIDES)
+    for override in overrides + list(_EXTRA.value):
+        key, _, value = override.partition("=")
+        merged[key] = value
+    return [f"{key}={value}" for key, value in merged.items()]
+
+
 def run_command(name, seq_len, overrides, vocab_path, data_dir):
     model_dir = os.path.join(_WORK_DIR.value, "runs", name.replace("/", "_"))
-    vocab_size = sum(1 for _ in open(vocab_path, encoding="utf-8"))
-    command = [
-        sys.executable, str(REPO_ROOT / "tools" / "pretrain.py"), f"--config={_CONFIG.value}",
-        f"--data_dir={data_dir}", f"--model_dir={model_dir}", "--progress=none",
-        f"--probe_text={','.join(shared_data.heldout_files(_CORPUS_DIR.value))}",
-        f"--override=data.vocab_path={vocab_path}", f"--override=model.vocab_size={vocab_size}",
-        f"--override=data.max_seq_length={seq_len}",
-        f"--override=train.num_train_steps={_STEPS.value}",
-        f"--override=train.log_every={_LOG_EVERY.value}",
-        f"--override=train.checkpoint_every={max(_PROBE_EVERY.value, _STEPS.value // 4)}",
-        f"--override=diagnostics.context_probe_every={_PROBE_EVERY.value}",
-        *(f"--override={o}" for o in overrides + list(_EXTRA.value)),
-    ]
-    return model_dir, command
+    return model_dir, jobs_lib.pretrain_command(
+        _CONFIG.value, data_dir, model_dir, vocab_path,
+        shared_data.heldout_files(_CORPUS_DIR.value), [
+            f"data.max_seq_length={seq_len}", f"train.num_train_steps={_STEPS.value}",
+            f"train.log_every={_LOG_EVERY.value}",
+            f"train.checkpoint_every={max(_PROBE_EVERY.value, _STEPS.value // 4)}",
+            f"diagnostics.context_probe_every={_PROBE_EVERY.value}",
+            *merged_overrides(overrides)])
 
 
 def summarize(name, overrides, model_dir, seconds):
@@ -144,17 +151,20 @@ def plot(curves, path):
 
     keys = ("rtd_prior_gap", "context_auc", "mlm_loss")
     fig, axes = plt.subplots(1, len(keys), figsize=(6 * len(keys), 4.5))
-    for name, records in curves.items():
+    colors = plt.get_cmap("tab20").colors
+    for i, (name, records) in enumerate(curves.items()):
         for ax, key in zip(axes, keys):
             points = [(r["step"], r[key]) for r in records if key in r]
             if points:
-                ax.plot(*zip(*points), label=name, marker="." if key == "context_auc" else None)
+                ax.plot(*zip(*points), label=name, color=colors[i % len(colors)],
+                        ls="--" if "mlm" in name else "-",
+                        marker="." if key == "context_auc" else None)
     for ax, key in zip(axes, keys):
         ax.set_title(key)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     axes[1].axhline(0.5, color="gray", lw=0.8, ls="--")
-    axes[0].legend(fontsize=7)
+    axes[-1].legend(fontsize=7)  # Every run has an MLM loss.
     fig.tight_layout()
     fig.savefig(path, dpi=90)
 
