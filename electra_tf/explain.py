@@ -119,14 +119,21 @@ def format_scores(scores, threshold=0.5, color=False):
     return "\n".join(lines)
 
 
-def _words(scores):
-    """Groups WordPieces into words: a "##" piece continues the word before it."""
+def group_wordpieces(pieces):
+    """Groups WordPieces into words: a "##" piece continues the word before it.
+
+    Args:
+      pieces: objects with a `token` attribute (e.g. `TokenScore`), in text order.
+
+    Returns:
+      A list of words, each a list of its pieces.
+    """
     words = []
-    for s in scores:
-        if s.token.startswith("##") and words:
-            words[-1].append(s)
+    for piece in pieces:
+        if piece.token.startswith("##") and words:
+            words[-1].append(piece)
         else:
-            words.append([s])
+            words.append([piece])
     return words
 
 
@@ -139,7 +146,7 @@ def to_html(texts, scores_per_text, threshold=0.5, title="ELECTRA replaced-token
     rows = []
     for text, scores in zip(texts, scores_per_text):
         spans = []
-        for pieces in _words(scores):
+        for pieces in group_wordpieces(scores):
             parts = []
             for k, p in enumerate(pieces):
                 label = p.token.removeprefix("##") if k else p.token
@@ -150,16 +157,27 @@ def to_html(texts, scores_per_text, threshold=0.5, title="ELECTRA replaced-token
             spans.append("".join(parts))
         rows.append(f'<div class="text"><p class="source">{html.escape(text)}</p>'
                     f'<p class="tokens">{" ".join(spans)}</p></div>')
+    return html_page(
+        title,
+        ".tokens{line-height:2}.tok{padding:0.1em 0.05em;border-radius:0.2em}"
+        ".flagged{font-weight:bold;text-decoration:underline}",
+        f"<p>Background opacity = probability that the discriminator thinks the token was "
+        f"replaced; bold and underlined above {threshold:g}.</p>" + "\n".join(rows),
+    )
+
+
+def html_page(title, css, body):
+    """A self-contained page: the shared style (plus `css`), `title` as heading, `body`.
+
+    Args:
+      title: plain text (escaped here).
+      css: extra style rules.
+      body: HTML, already escaped.
+    """
     return (
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">"
         f"<title>{html.escape(title)}</title><style>"
         "body{font-family:sans-serif;max-width:60em;margin:2em auto}"
-        ".source{color:#555;font-size:90%}.tokens{line-height:2}"
-        ".tok{padding:0.1em 0.05em;border-radius:0.2em}"
-        ".flagged{font-weight:bold;text-decoration:underline}"
-        "</style></head><body>"
-        f"<h1>{html.escape(title)}</h1>"
-        f"<p>Background opacity = probability that the discriminator thinks the token was "
-        f"replaced; bold and underlined above {threshold:g}.</p>"
-        + "\n".join(rows) + "</body></html>\n"
+        f".source{{color:#555;font-size:90%}}{css}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1>{body}</body></html>\n"
     )

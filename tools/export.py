@@ -5,7 +5,9 @@
 --model_dir is a pretraining model_dir (its discriminator is exported), a discriminator
 artifact, or a tools/finetune.py output dir (the fine-tuned classifier; its best seed).
 Without --version the next free version number is used; an existing version is never
-overwritten. Prints the version directory and its signatures.
+overwritten. Prints the version directory and its signatures. --with_explain adds a
+classifier's `explain` signature (integrated-gradients attributions of the predicted
+label over --explain_steps steps).
 """
 
 import os
@@ -23,13 +25,24 @@ _MODEL_DIR = flags.DEFINE_string(
 _EXPORT_DIR = flags.DEFINE_string("export_dir", None, "Base directory TF Serving reads.")
 _NAME = flags.DEFINE_string("name", None, "Model name: the export goes to EXPORT_DIR/NAME/VERSION.")
 _VERSION = flags.DEFINE_integer("version", None, "Version number; default: the next free one.")
+_WITH_EXPLAIN = flags.DEFINE_bool(
+    "with_explain", False, "Classifiers: add the explain signature (token attributions).")
+_EXPLAIN_STEPS = flags.DEFINE_integer(
+    "explain_steps", 32, "Integrated-gradients steps of the explain signature.")
 flags.mark_flags_as_required(["model_dir", "export_dir", "name"])
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    path = exporter.export_model(_MODEL_DIR.value, _EXPORT_DIR.value, _NAME.value, _VERSION.value)
+    try:
+        path = exporter.export_model(
+            _MODEL_DIR.value, _EXPORT_DIR.value, _NAME.value, _VERSION.value,
+            explain_steps=_EXPLAIN_STEPS.value if _WITH_EXPLAIN.value else None)
+    # Wrong paths, an existing version, --with_explain for a discriminator: one line.
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     info = exporter.load_export_info(path)
     print(path)
     print(f"kind: {info['kind']}  signatures: {', '.join(info['signatures'])}")

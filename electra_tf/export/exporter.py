@@ -26,6 +26,7 @@ import tensorflow as tf
 from electra_tf import config as config_lib
 from electra_tf.data import glue
 from electra_tf.export import names, opset, signatures, versioning, warmup
+from electra_tf.interpret import serving as interpret_serving
 from electra_tf.models import artifacts
 from electra_tf.training import finetune
 from electra_tf.text.tokenizer import WordPieceTokenizer
@@ -36,6 +37,9 @@ VOCAB = "vocab.txt"
 CONFIG_JSON = "config.json"
 LABELS = "labels.txt"
 FORMAT_VERSION = 1
+# What a model_dir holds (`model_dir_kind`), also the exports' "kind".
+DISCRIMINATOR = "discriminator"
+CLASSIFIER = "classifier"
 
 # Warmup texts: empty, short, and longer than any max_seq_length, so every shape path
 # (including truncation) is compiled before traffic.
@@ -142,7 +146,7 @@ def export_discriminator(artifact_dir, export_dir, name, version=None):
     return write_export(
         model, signatures.discriminator_endpoints(model, packer), packer, export_dir, name,
         version, config=config_lib.to_dict(cfg),
-        info={"kind": "discriminator", "source": os.path.abspath(artifact_dir),
+        info={"kind": DISCRIMINATOR, "source": os.path.abspath(artifact_dir),
               "step": meta.get("step")},
     )
 
@@ -161,43 +165,71 @@ def is_finetuned_dir(model_dir):
                for name in (finetune.FINETUNE_CONFIG_JSON, finetune.EVAL_RESULTS_JSON))
 
 
-def _is_pair_task(finetune_config):
+def is_pair_task(finetune_config):
+    """Whether a fine-tuned model's inputs are text pairs (its FinetuneConfig says)."""
     if finetune_config.task == "custom":
         return bool(finetune_config.text_pair_column)
     return glue.get_task(finetune_config.task).is_pair
 
 
-def export_classifier(output_dir, export_dir, name, version=None):
+def export_classifier(output_dir, export_dir, name, version=None, explain_steps=None):
     """Exports a fine-tuned classifier (a tools/finetune.py output dir; its best seed).
 
     Signatures: serving_default (text, plus text_pair for pair tasks), predict_ids,
-    encoder_features, encoder_features_ids (see `signatures.py`).
+    encoder_features, encoder_features_ids (see `signatures.py`), and with
+    `explain_steps` (an int) `explain`: integrated-gradients attributions of the
+    predicted label over that many steps (`electra_tf.interpret.serving`).
     """
     model, cfg, vocab_path, label_names = finetune.load_finetuned(output_dir)
     packer = signatures.TextPacker(
         WordPieceTokenizer(vocab_path, lowercase=cfg.lowercase), cfg.max_seq_length)
-    pair = _is_pair_task(cfg)
+    pair = is_pair_task(cfg)
     endpoints = signatures.classifier_endpoints(model, packer, label_names, pair)
+    info = {"kind": CLASSIFIER, "task": cfg.task, "regression": model.is_regression,
+            "text_pair": pair, "source": os.path.abspath(output_dir)}
+    if explain_steps is not None:
+        endpoints.update(
+            interpret_serving.explain_endpoint(model, packer, label_names, pair, explain_steps))
+        info["explain_steps"] = explain_steps
     return write_export(
         model, endpoints, packer, export_dir, name, version,
         config=dataclasses.asdict(cfg), labels=None if model.is_regression else label_names,
-        info={"kind": "classifier", "task": cfg.task, "regression": model.is_regression,
-              "text_pair": pair, "source": os.path.abspath(output_dir)},
+        info=info,
     )
 
 
-def export_model(model_dir, export_dir, name, version=None):
+def export_model(model_dir, export_dir, name, version=None, explain_steps=None):
     """Exports whatever `model_dir` holds: a pretraining model_dir or discriminator
-    artifact (`export_discriminator`), or a fine-tuning output (`export_classifier`).
+    artifact (`export_discriminator`), or a fine-tuning output (`export_classifier`,
+    with the `explain` signature if `explain_steps` is given).
 
     Returns:
       The published version directory.
+
+    Raises:
+      ValueError: `explain_steps` for a discriminator (only classifiers explain).
     """
-    artifact = find_discriminator(model_dir)
-    if artifact is not None:
-        return export_discriminator(artifact, export_dir, name, version)
+    if model_dir_kind(model_dir) == CLASSIFIER:
+        return export_classifier(model_dir, export_dir, name, version, explain_steps)
+    if explain_steps is not None:
+        raise ValueError(
+            f"{model_dir} holds a pretrained discriminator; the explain signature "
+            "attributes a fine-tuned classifier's decision (export a tools/finetune.py "
+            "output dir)")
+    return export_discriminator(find_discriminator(model_dir), export_dir, name, version)
+
+
+def model_dir_kind(model_dir):
+    """DISCRIMINATOR for a pretraining model_dir or discriminator artifact, CLASSIFIER
+    for a tools/finetune.py output dir (the discriminator wins if both match).
+
+    Raises:
+      FileNotFoundError: it is neither.
+    """
+    if find_discriminator(model_dir) is not None:
+        return DISCRIMINATOR
     if is_finetuned_dir(model_dir):
-        return export_classifier(model_dir, export_dir, name, version)
+        return CLASSIFIER
     raise FileNotFoundError(
         f"{model_dir} is neither a pretraining model_dir (with discriminator/"
         f"{artifacts.ARTIFACT_JSON}), a discriminator artifact, nor a fine-tuning output "

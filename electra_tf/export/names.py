@@ -9,6 +9,7 @@ REPLACED_TOKEN_SCORES = "replaced_token_scores"
 REPLACED_TOKEN_SCORES_IDS = "replaced_token_scores_ids"
 ENCODER_FEATURES = "encoder_features"
 ENCODER_FEATURES_IDS = "encoder_features_ids"
+EXPLAIN = "explain"
 
 # === Text inputs ===
 TEXT = "text"
@@ -25,3 +26,4 @@ CLS_OUTPUT = "cls_output"
 PROBABILITIES = "probabilities"
 LABEL = "label"
 SCORE = "score"
+ATTRIBUTIONS = "attributions"

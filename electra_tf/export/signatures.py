@@ -229,6 +229,19 @@ def discriminator_endpoints(discriminator, packer):
     }
 
 
+def resolve_label_names(num_labels, label_names=()):
+    """A classifier's label names as strings: `label_names`, or "0", "1", ... when empty.
+
+    Raises:
+      ValueError: their number is not `num_labels`.
+    """
+    label_names = [str(n) for n in label_names] or [str(i) for i in range(num_labels)]
+    if len(label_names) != num_labels:
+        raise ValueError(f"{len(label_names)} label names for {num_labels} outputs: "
+                         f"{label_names}")
+    return label_names
+
+
 def classifier_endpoints(classifier, packer, label_names=(), pair=False):
     """Fine-tuned classifier signatures, plus the encoder's.
 
@@ -244,13 +257,9 @@ def classifier_endpoints(classifier, packer, label_names=(), pair=False):
       label_names: class names in output order; "0", "1", ... when empty.
       pair: whether the task's inputs are text pairs.
     """
-    num_labels = classifier.num_labels
-    regression = num_labels == 1
+    regression = classifier.is_regression
     if not regression:
-        label_names = [str(n) for n in label_names] or [str(i) for i in range(num_labels)]
-        if len(label_names) != num_labels:
-            raise ValueError(f"{len(label_names)} label names for {num_labels} outputs: "
-                             f"{label_names}")
+        label_names = resolve_label_names(classifier.num_labels, label_names)
 
     def logits_of(features):
         # The head reads the [CLS] position only: padded rows are not needed.

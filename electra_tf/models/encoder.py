@@ -49,6 +49,9 @@ class ElectraEmbeddings(keras.layers.Layer):
     Call args:
         token_ids: int `[batch, seq_len]`.
         segment_ids: int `[batch, seq_len]`.
+        token_scale: optional float `[batch, seq_len]` multiplying each token
+            embedding before the sum: integrated gradients (`electra_tf.interpret`)
+            moves it from 0 to 1 to interpolate the summed embeddings.
 
     Returns:
         `[batch, seq_len, embedding_size]` in the compute dtype.
@@ -110,7 +113,7 @@ class ElectraEmbeddings(keras.layers.Layer):
         self.segment_embedding.build(token_ids_shape)
         self.layer_norm.build(embedded_shape)
 
-    def call(self, token_ids, segment_ids, training=None):
+    def call(self, token_ids, segment_ids, training=None, token_scale=None):
         seq_len = token_ids.shape[1]
         if seq_len is not None and seq_len > self.max_position_embeddings:
             raise ValueError(
@@ -118,6 +121,8 @@ class ElectraEmbeddings(keras.layers.Layer):
                 f"max_position_embeddings={self.max_position_embeddings}"
             )
         tokens = self.token_embedding(token_ids)
+        if token_scale is not None:
+            tokens = tokens * ops.expand_dims(ops.cast(token_scale, tokens.dtype), -1)
         x = tokens + self.position_embedding(tokens) + self.segment_embedding(segment_ids)
         x = self.layer_norm(x)
         return self.dropout(x, training=training)
@@ -500,7 +505,7 @@ class ElectraEncoder(keras.layers.Layer):
         layout = PaddedRows(ops.shape(inputs[schema.TOKEN_IDS])[:2])
         return layout.from_rows(self.call_rows(inputs, layout, training=training))
 
-    def call_rows(self, inputs, layout, training=None):
+    def call_rows(self, inputs, layout, training=None, token_scale=None):
         """The encoder's output at the positions `layout` holds, as rows.
 
         `call` is `layout.from_rows(call_rows(inputs, PaddedRows(...)))`; a layout
@@ -511,12 +516,14 @@ class ElectraEncoder(keras.layers.Layer):
             inputs: as for `call`.
             layout: a `PaddedRows` (or subclass) for `[batch, seq_len]`.
             training: bool, whether dropout is on.
+            token_scale: optional float `[batch, seq_len]`, see `ElectraEmbeddings`.
 
         Returns:
             `[N, hidden_size]` in the compute dtype.
         """
         x = self.embeddings(
-            inputs[schema.TOKEN_IDS], inputs[schema.SEGMENT_IDS], training=training
+            inputs[schema.TOKEN_IDS], inputs[schema.SEGMENT_IDS], training=training,
+            token_scale=token_scale,
         )
         rows = layout.to_rows(x)
         if self.embeddings_project is not None:
