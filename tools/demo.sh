@@ -18,6 +18,7 @@ fi
 export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 
 CORPUS="${OUT_DIR}/corpus.txt"
+HELDOUT="${OUT_DIR}/heldout.txt"
 VOCAB="${OUT_DIR}/vocab.txt"
 DATA_DIR="${OUT_DIR}/pretraining_data"
 MODEL_DIR="${OUT_DIR}/model"
@@ -25,7 +26,9 @@ VOCAB_SIZE=8000
 MAX_SEQ_LENGTH=128
 
 echo "== 1/4 demo corpus: docstrings of the local Python installation -> ${CORPUS}"
-"${PY}" tools/make_demo_corpus.py --output="${CORPUS}" --max_bytes=5000000
+echo "   (every 20th document held out -> ${HELDOUT}: the context probe's text)"
+"${PY}" tools/make_demo_corpus.py --output="${CORPUS}" --max_bytes=5000000 \
+  --heldout_output="${HELDOUT}" --heldout_every=20
 
 echo "== 2/4 WordPiece vocabulary (${VOCAB_SIZE} tokens) -> ${VOCAB}"
 "${PY}" tools/build_vocab.py --input="${CORPUS}" --output="${VOCAB}" \
@@ -38,15 +41,15 @@ echo "== 3/4 pretraining data (max_seq_length ${MAX_SEQ_LENGTH}) -> ${DATA_DIR}"
 
 echo "== 4/4 tiny pretraining -> ${MODEL_DIR} (a fresh one: any previous demo model is removed)"
 rm -rf "${MODEL_DIR}"
-# A few minutes on 2 CPU cores; DEMO_STEPS=2000 gives a better discriminator.
-STEPS="${DEMO_STEPS:-500}"
+# About 5 minutes on 2 CPU cores; DEMO_STEPS=2000 runs the whole temperature schedule.
+STEPS="${DEMO_STEPS:-600}"
 "${PY}" tools/pretrain.py --config=configs/electra_tiny.json \
   --data_dir="${DATA_DIR}" --model_dir="${MODEL_DIR}" --progress=none \
   --override=data.vocab_path="${VOCAB}" \
   --override=model.vocab_size="$(wc -l < "${VOCAB}")" \
   --override=data.max_seq_length="${MAX_SEQ_LENGTH}" \
   --override=train.num_train_steps="${STEPS}" \
-  --override=train.log_every=50
+  --override=train.log_every=50 --probe_text="${HELDOUT}"
 echo
 echo "== What the discriminator flags as replaced (\"list\" swapped for \"banana\" in the second):"
 "${PY}" tools/explain.py --model_dir="${MODEL_DIR}" \
