@@ -145,8 +145,8 @@ class MetricsLogger(keras.callbacks.Callback):
       write: False on non-chief workers: they reset the metrics on the same
         schedule, so all workers report the same intervals, but write nothing.
       probes: callables `probe(model) -> {name: float}` with an `every_n_steps`
-        attribute (e.g. `diagnostics.ContextProbe`); their values join the record
-        of every interval that ends on a multiple of it, and of the last one.
+        attribute (e.g. `diagnostics.ContextProbe`); their values join the first
+        record at or past each multiple of it, and the last one.
       watchers: objects with `observe(record)` (e.g. `diagnostics.CollapseWatch`),
         shown every written record.
     """
@@ -204,7 +204,9 @@ class MetricsLogger(keras.callbacks.Callback):
             (step - self._last_step) * self.tokens_per_step / max(now - self._last_time, 1e-9)
         )
         for probe in self.probes:
-            if last or step % probe.every_n_steps == 0:
+            # The first record at or past each multiple of the probe's interval, so an
+            # interval that is not a multiple of every_n_steps still probes on time.
+            if last or step // probe.every_n_steps > self._last_step // probe.every_n_steps:
                 record.update(probe(self.model))
         for watcher in self.watchers:
             watcher.observe(record)

@@ -185,3 +185,10 @@ def test_logger_probes_at_the_end_when_the_end_is_a_log_step(tmp_path):
     assert [r["step"] for r in records] == [2, 4, 6]
     assert probe.steps == [4, 6]
     assert "context_auc" in records[-1]
+
+
+def test_logger_probes_when_the_probe_interval_is_not_a_multiple_of_the_log_interval(tmp_path):
+    records, probe, _ = drive_logger(tmp_path, log_every=4, probe_every=6, final_step=21)
+    assert [r["step"] for r in records] == [4, 8, 12, 16, 20, 21]
+    # Past 6 at 8, 12 at 12, 18 at 20, and the end.
+    assert probe.steps == [8, 12, 20, 21]
