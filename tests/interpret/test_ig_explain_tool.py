@@ -3,17 +3,11 @@ errors are one `error:` line."""
 
 import json
 
-import pytest
 
 from electra_tf.interpret.explainer import Explainer
-from interpret.interpret_helpers import assert_one_error_line, make_finetuned, run_tool
+from interpret.interpret_helpers import assert_one_error_line, run_tool
 
 STEPS = 16
-
-
-@pytest.fixture(scope="module")
-def pair_dir(tmp_path_factory):
-    return make_finetuned(tmp_path_factory.mktemp("pair"), num_labels=3, pair=True)
 
 
 def test_explain_tool_terminal_view_and_html(pair_dir, tmp_path):

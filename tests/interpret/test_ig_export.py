@@ -14,11 +14,6 @@ PAIRS = ["a dog ran", "the small cat was slow " * 5, "", "hello"]
 STEPS = 16
 
 
-@pytest.fixture(scope="module")
-def pair_dir(tmp_path_factory):
-    return make_finetuned(tmp_path_factory.mktemp("pair"), num_labels=3, pair=True)
-
-
 def test_export_with_explain_equals_the_library_in_a_bare_process(pair_dir, tmp_path):
     out, _, _ = pair_dir
     export_dir = tmp_path / "exports"
