@@ -13,6 +13,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+import tool_errors  # tools/, the script's directory
 from electra_tf.data import builder
 
 _INPUT = flags.DEFINE_list("input", None, "Comma-separated globs of input text files.")
@@ -34,6 +35,7 @@ _SINGLE_SEGMENT_PROB = flags.DEFINE_float(
     "single_segment_prob", 0.1, "Probability of a [CLS] A [SEP] example.")
 
 
+@tool_errors.exit_on_user_error
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")

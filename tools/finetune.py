@@ -31,6 +31,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app, flags, logging  # noqa: E402
 
 import runtime_flags  # noqa: E402  (tools/, the script's directory)
+import tool_errors  # noqa: E402
 from electra_tf.data import glue  # noqa: E402
 from electra_tf.training import finetune, runtime  # noqa: E402
 
@@ -78,34 +79,32 @@ _PROGRESS = flags.DEFINE_enum("progress", "auto", ["auto", "bar", "none"], "Kera
 flags.mark_flags_as_required(["task", "data_dir", "init", "output_dir"])
 
 
+@tool_errors.exit_on_user_error
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.INFO)
     strategy = runtime_flags.make_strategy()
     verbose = {"auto": "auto", "bar": 1, "none": 0}[_PROGRESS.value]
-    try:
-        cfg = finetune.FinetuneConfig(
-            task=_TASK.value, init=_INIT.value, model_config=_CONFIG.value, vocab=_VOCAB.value,
-            lowercase=_LOWERCASE.value, max_seq_length=_MAX_SEQ_LENGTH.value,
-            batch_size=_BATCH_SIZE.value, grad_accum_steps=_GRAD_ACCUM_STEPS.value,
-            epochs=_EPOCHS.value, learning_rate=_LEARNING_RATE.value,
-            layer_decay=_LAYER_DECAY.value, dropout_rate=_DROPOUT_RATE.value,
-            warmup_fraction=_WARMUP_FRACTION.value,
-            weight_decay=_WEIGHT_DECAY.value, seed=_SEED.value,
-            max_train_examples=_MAX_TRAIN_EXAMPLES.value, skip_bad_rows=_SKIP_BAD_ROWS.value,
-            text_column=_TEXT_COLUMN.value, text_pair_column=_TEXT_PAIR_COLUMN.value,
-            label_column=_LABEL_COLUMN.value, label_names=tuple(_LABEL_NAMES.value),
-            regression=_REGRESSION.value,
-        )
-        summary = finetune.run_finetuning(
-            cfg, _DATA_DIR.value, _OUTPUT_DIR.value, seeds=_SEEDS.value,
-            overwrite=_OVERWRITE.value, verbose=verbose, strategy=strategy,
-            precision=runtime_flags.PRECISION.value, jit_compile=runtime_flags.jit_compile())
-    # Bad data, paths or settings: all raised before training starts.
-    except (ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    # Bad data, paths or settings (ValueError, OSError) are all raised before training
+    # starts; tool_errors turns them into one error line.
+    cfg = finetune.FinetuneConfig(
+        task=_TASK.value, init=_INIT.value, model_config=_CONFIG.value, vocab=_VOCAB.value,
+        lowercase=_LOWERCASE.value, max_seq_length=_MAX_SEQ_LENGTH.value,
+        batch_size=_BATCH_SIZE.value, grad_accum_steps=_GRAD_ACCUM_STEPS.value,
+        epochs=_EPOCHS.value, learning_rate=_LEARNING_RATE.value,
+        layer_decay=_LAYER_DECAY.value, dropout_rate=_DROPOUT_RATE.value,
+        warmup_fraction=_WARMUP_FRACTION.value,
+        weight_decay=_WEIGHT_DECAY.value, seed=_SEED.value,
+        max_train_examples=_MAX_TRAIN_EXAMPLES.value, skip_bad_rows=_SKIP_BAD_ROWS.value,
+        text_column=_TEXT_COLUMN.value, text_pair_column=_TEXT_PAIR_COLUMN.value,
+        label_column=_LABEL_COLUMN.value, label_names=tuple(_LABEL_NAMES.value),
+        regression=_REGRESSION.value,
+    )
+    summary = finetune.run_finetuning(
+        cfg, _DATA_DIR.value, _OUTPUT_DIR.value, seeds=_SEEDS.value,
+        overwrite=_OVERWRITE.value, verbose=verbose, strategy=strategy,
+        precision=runtime_flags.PRECISION.value, jit_compile=runtime_flags.jit_compile())
     if not runtime.is_chief(strategy):
         return 0  # the chief reports and writes --output_dir
     for run in summary["runs"]:

@@ -22,6 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app, flags, logging  # noqa: E402
 
 import runtime_flags  # noqa: E402  (tools/, the script's directory)
+import tool_errors  # noqa: E402
 from electra_tf import config as config_lib  # noqa: E402
 from electra_tf.training import callbacks, diagnostics, pretrain, runtime  # noqa: E402
 
@@ -46,6 +47,7 @@ _GRAD_ACCUM_STEPS = flags.DEFINE_integer(
 flags.mark_flags_as_required(["config", "data_dir", "model_dir"])
 
 
+@tool_errors.exit_on_user_error
 def main(argv):
     del argv
     logging.set_verbosity(logging.INFO)

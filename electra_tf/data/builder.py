@@ -396,6 +396,15 @@ def _pack_and_write(batches, new_packer, writer, num_files):
     return stats, counts
 
 
+class EmptyCorpusError(ValueError):
+    """The inputs yielded no example: training on such data would wait forever."""
+
+
+def _describe(files, limit=3):
+    shown = ", ".join(files[:limit])
+    return shown + (f" and {len(files) - limit} more" if len(files) > limit else "")
+
+
 # === Output ===
 
 
@@ -545,6 +554,8 @@ def build_pretraining_data(input_patterns, vocab_path, output_dir, max_seq_lengt
     Raises:
       FileNotFoundError: an input glob matched nothing (all such globs are named).
       FileExistsError: output files exist and `overwrite` is False.
+      EmptyCorpusError: the inputs hold no word (empty, blank or untokenizable
+        files), or this worker got no input file; no shard or manifest is written.
       ValueError: inconsistent sharding arguments.
     """
     if num_workers < 1 or not 0 <= shard_index < num_workers:
@@ -556,6 +567,10 @@ def build_pretraining_data(input_patterns, vocab_path, output_dir, max_seq_lengt
     all_files = expand_inputs(patterns)
     file_indices = list(range(shard_index, len(all_files), num_workers))
     files = [all_files[i] for i in file_indices]
+    if not files:
+        raise EmptyCorpusError(
+            f"worker {shard_index} of {num_workers} has no input file: the inputs "
+            f"{', '.join(patterns)} match {len(all_files)} file(s); use at most that many workers")
     check_packing_args(max_seq_length, short_seq_prob, single_segment_prob)
     tokenizer = tokenizer_lib.WordPieceTokenizer(vocab_path, lowercase=lowercase)
 
@@ -577,6 +592,13 @@ def build_pretraining_data(input_patterns, vocab_path, output_dir, max_seq_lengt
     try:
         batches = _read_batches(_batches_dataset(files, file_indices, tokenizer), files)
         stats, counts = _pack_and_write(batches, new_packer, writer, len(files))
+        # Shards without a record would make every training step wait forever for a
+        # batch; fail here, where the cause (the input) is known, and write nothing.
+        if not stats.examples:
+            raise EmptyCorpusError(
+                f"no pretraining example written: {_describe(files)} hold(s) no text that "
+                f"tokenizes to a word ({len(files)} file(s), {counts['files_empty']} empty, "
+                f"{counts['lines_read']} line(s) read)")
     except BaseException:
         writer.abort()
         raise

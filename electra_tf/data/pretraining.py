@@ -29,6 +29,14 @@ class ShardError(ValueError):
     """A shard listed in the manifest is missing or does not have the recorded size."""
 
 
+class EmptyDataError(ValueError):
+    """The data (or one input pipeline's part of it) holds no record.
+
+    A repeating pipeline over shards without a record never yields a batch and never
+    ends, so training would hang on its first step; this is raised instead.
+    """
+
+
 def default_max_predictions(mask_rate, max_seq_length):
     """ELECTRA's number of prediction slots per sequence: `int((p + 0.005) * L)`."""
     return int((mask_rate + 0.005) * max_seq_length)
@@ -154,8 +162,8 @@ def _checked_shards(data_dir, manifest):
 
     Raises:
       ManifestError: a shard entry lacks "file" or "examples".
-      ShardError: naming every missing shard and every one whose size differs from
-        the manifest's "bytes".
+      ShardError: naming every missing shard, every empty one the manifest says
+        holds examples, and every one whose size differs from the manifest's "bytes".
     """
     entries = manifest.get("shards")
     if not entries:
@@ -171,13 +179,15 @@ def _checked_shards(data_dir, manifest):
         if not tf.io.gfile.exists(path):
             problems.append(f"{path} is missing")
             continue
-        if "bytes" in entry:
-            size = tf.io.gfile.stat(path).length
-            if size != entry["bytes"]:
-                problems.append(
-                    f"{path} is {size} bytes but the manifest records {entry['bytes']} "
-                    "(truncated or rewritten)"
-                )
+        size = tf.io.gfile.stat(path).length
+        if size == 0 and int(entry["examples"]) > 0:
+            problems.append(f"{path} is empty but the manifest lists {entry['examples']} "
+                            "examples in it")
+        elif "bytes" in entry and size != entry["bytes"]:
+            problems.append(
+                f"{path} is {size} bytes but the manifest records {entry['bytes']} "
+                "(truncated or rewritten)"
+            )
         shards.append((path, int(entry["examples"])))
     if problems:
         raise ShardError(f"bad shards in {data_dir}: " + "; ".join(problems))
@@ -293,7 +303,7 @@ def check_data_dir(data_dir, tokenizer, max_seq_length):
 
     Raises:
       ManifestError naming the differing field; ShardError naming a missing or
-      wrongly sized shard.
+      wrongly sized shard; EmptyDataError if the shards hold no example at all.
     """
     manifest = manifest_lib.read_manifest(data_dir)
     manifest_lib.validate_manifest(
@@ -303,7 +313,13 @@ def check_data_dir(data_dir, tokenizer, max_seq_length):
         lowercase=tokenizer.lowercase,
         data_dir=data_dir,
     )
-    return manifest, _checked_shards(data_dir, manifest)
+    shards = _checked_shards(data_dir, manifest)
+    if not sum(n for _, n in shards):
+        raise EmptyDataError(
+            f"{data_dir} holds no pretraining example: its manifest lists 0 examples in "
+            f"{len(shards)} shard(s); rebuild it from a corpus with text "
+            "(tools/build_pretraining_data.py)")
+    return manifest, shards
 
 
 def make_pretraining_dataset(data_dir, tokenizer, batch_size, max_seq_length, *,
@@ -343,6 +359,8 @@ def make_pretraining_dataset(data_dir, tokenizer, batch_size, max_seq_length, *,
       ManifestError: no manifest, or one built for another vocabulary, casing or a
         longer max_seq_length (naming the field).
       ShardError: a listed shard is missing or has the wrong size (naming it).
+      EmptyDataError: the data, or this pipeline's shards, hold no example (a
+        repeating stream over them would block forever).
       ValueError: bad arguments, or fewer shard files than input pipelines.
     At iteration time, a corrupt or truncated shard, or a record that is empty,
     longer than `L` or has mismatched feature lengths, fails with
@@ -365,6 +383,11 @@ def make_pretraining_dataset(data_dir, tokenizer, batch_size, max_seq_length, *,
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     shards = shard_files_for_pipeline(shards, input_context)
+    if not sum(n for _, n in shards):
+        raise EmptyDataError(
+            f"input pipeline {pipeline_id} would read only empty shards of {data_dir} "
+            f"({', '.join(os.path.basename(p) for p, _ in shards)}): rebuild the data with "
+            "fewer shards or more text")
     paths = [p for p, _ in shards]
     logging.info(
         "pretraining data %s: pipeline %d reads %d of %d shards, batch %d, L=%d, P=%d",

@@ -348,6 +348,29 @@ def test_empty_invalid_gz_and_tokenless_inputs_are_counted(tmp_path, group_vocab
     assert contents == [[word_id(w) for w in text.split()] for text in expected]
 
 
+@pytest.mark.parametrize("contents", [b"", b"\n  \n\t\n", b"\x01\x02\n\n\x7f\n"],
+                         ids=["empty", "blank", "tokenless"])
+def test_input_without_words_fails_and_writes_nothing(tmp_path, group_vocab, contents):
+    path = tmp_path / "nothing.txt"
+    path.write_bytes(contents)
+    out = tmp_path / "out"
+    with pytest.raises(builder.EmptyCorpusError, match="no pretraining example written") as e:
+        builder.build_pretraining_data([str(path)], group_vocab, str(out), max_seq_length=L,
+                                       num_shards=2)
+    assert str(path) in str(e.value)
+    # No shard, no manifest, no temporary file: nothing that training could pick up.
+    assert os.listdir(out) == []
+
+
+def test_worker_without_input_file_fails_before_writing(tmp_path, corpus, group_vocab):
+    files, _ = corpus
+    out = tmp_path / "out"
+    with pytest.raises(builder.EmptyCorpusError, match="worker 2 of 3 has no input file"):
+        builder.build_pretraining_data(files, group_vocab, str(out), max_seq_length=L,
+                                       num_shards=3, shard_index=2, num_workers=3)
+    assert not out.exists()
+
+
 def test_existing_output_is_refused_unless_overwrite(tmp_path, corpus, group_vocab):
     files, _ = corpus
     out = tmp_path / "out"

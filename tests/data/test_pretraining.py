@@ -11,6 +11,7 @@ import tensorflow as tf
 from electra_tf.data import manifest as manifest_lib
 from electra_tf.data import schema
 from electra_tf.data.pretraining import (
+    EmptyDataError,
     ShardError,
     make_pretraining_dataset,
     shard_files_for_pipeline,
@@ -283,6 +284,48 @@ def test_shard_size_differs_from_manifest(tmp_path, tokenizer):
         f.write(b"\0")
     with pytest.raises(ShardError, match=re.escape(name) + r" is \d+ bytes"):
         make_pretraining_dataset(str(tmp_path), tokenizer, 4, L)
+
+
+def _write_empty_data(data_dir, tokenizer, num_shards=2):
+    """What the builder wrote for an empty corpus before it refused to: empty shards
+    and a manifest listing 0 examples."""
+    write_data(data_dir, tokenizer, num_shards=num_shards, per_shard=0,
+               totals={"examples": 0, "tokens": 0})
+
+
+def test_manifest_without_examples_is_refused(tmp_path, tokenizer):
+    _write_empty_data(tmp_path, tokenizer)
+    assert all(os.path.getsize(tmp_path / n) == 0 for n in os.listdir(tmp_path)
+               if n.endswith(".tfrecord"))
+    with pytest.raises(EmptyDataError, match=re.escape(str(tmp_path)) + " holds no pretraining"):
+        make_pretraining_dataset(str(tmp_path), tokenizer, 4, L)
+
+
+def test_empty_shard_with_examples_in_manifest_is_refused(tmp_path, tokenizer):
+    data = write_data(tmp_path, tokenizer, with_bytes=False)
+    name = sorted(data)[3]
+    (tmp_path / name).write_bytes(b"")
+    with pytest.raises(ShardError, match=re.escape(name) + " is empty but the manifest lists 12"):
+        make_pretraining_dataset(str(tmp_path), tokenizer, 4, L)
+
+
+def test_pipeline_with_only_empty_shards_is_refused(tmp_path, tokenizer):
+    """Pipeline 1 of 2 reads shards 1 and 3; with both empty its stream would never
+    yield a batch, whatever the other pipeline holds."""
+    data = write_data(tmp_path, tokenizer, num_shards=4)
+    manifest = manifest_lib.read_manifest(str(tmp_path))
+    for j in (1, 3):
+        (tmp_path / sorted(data)[j]).write_bytes(b"")
+        manifest["shards"][j].update(examples=0, tokens=0, bytes=0)
+    manifest_lib.write_manifest(str(tmp_path), manifest)
+
+    ctx = [tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=i,
+                                      num_replicas_in_sync=2) for i in range(2)]
+    batch = next(iter(make_pretraining_dataset(str(tmp_path), tokenizer, 8, L,
+                                               input_context=ctx[0])))
+    assert batch[schema.TOKEN_IDS].shape == (4, L)
+    with pytest.raises(EmptyDataError, match="input pipeline 1 would read only empty shards"):
+        make_pretraining_dataset(str(tmp_path), tokenizer, 8, L, input_context=ctx[1])
 
 
 def _damage(path, how):
