@@ -7,7 +7,6 @@ only TensorFlow and tensorflow-text); `to_html` renders them as a page.
 
 import dataclasses
 import html
-import os
 
 import tensorflow as tf
 
@@ -91,12 +90,9 @@ def model_dir_token_scores(model_dir, texts):
       model_dir: a pretraining model_dir (its discriminator/ is used) or a
         discriminator artifact directory.
     """
-    directory = model_dir
-    if tf.io.gfile.isdir(os.path.join(directory, "discriminator")):
-        directory = os.path.join(directory, "discriminator")
-    model, cfg, vocab, _ = artifacts.load_artifact(directory, "discriminator")
-    tokenizer = WordPieceTokenizer(vocab, lowercase=cfg.data.lowercase)
-    return replaced_token_scores(model, tokenizer, texts, cfg.data.max_seq_length)
+    artifact = artifacts.load(model_dir, artifacts.DISCRIMINATOR)
+    tokenizer = WordPieceTokenizer(artifact.vocab_path, lowercase=artifact.lowercase)
+    return replaced_token_scores(artifact.model, tokenizer, texts, artifact.max_seq_length)
 
 
 def export_token_scores(path, texts):

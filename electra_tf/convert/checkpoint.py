@@ -19,7 +19,6 @@ discriminator (default) or the generator of a model_dir.
 """
 
 import dataclasses
-import json
 import os
 
 import tensorflow as tf
@@ -99,18 +98,21 @@ def load_electra_tf(path, kind=None):
     """An artifact from a model_dir (its `kind`/ subdirectory) or an artifact directory.
 
     Returns:
-      (model, experiment_config, vocab_path, meta) as `artifacts.load_artifact`.
+      An `artifacts.Artifact` (unpacks as (model, experiment_config, vocab_path, meta)).
+
+    Raises:
+      ConversionError: no such artifact, or another kind (named with --model).
     """
-    if not tf.io.gfile.exists(os.path.join(path, artifacts.ARTIFACT_JSON)):
-        path = os.path.join(path, kind or "discriminator")
-        if not tf.io.gfile.exists(os.path.join(path, artifacts.ARTIFACT_JSON)):
-            raise ConversionError(f"--model={kind or 'discriminator'}: no electra_tf artifact "
-                                  f"at {path}")
-    with tf.io.gfile.GFile(os.path.join(path, artifacts.ARTIFACT_JSON)) as f:
-        found = json.load(f).get("kind")
-    if kind is not None and found != kind:
-        raise ConversionError(f"--model={kind} but {path} holds a {found}")
-    return artifacts.load_artifact(path)
+    try:
+        directory, found = artifacts.resolve(path, kind)
+    except FileNotFoundError as e:
+        raise ConversionError(f"--model={kind or 'discriminator'}: {e}") from None
+    except ValueError as e:
+        raise ConversionError(f"--model={kind}: {e}") from None
+    if found == artifacts.CLASSIFIER:
+        raise ConversionError(f"{path} holds a fine-tuned classifier; conversion takes "
+                              "pretraining artifacts")
+    return artifacts.load(directory)
 
 
 # === Writing ===

@@ -38,8 +38,8 @@ CONFIG_JSON = "config.json"
 LABELS = "labels.txt"
 FORMAT_VERSION = 1
 # What a model_dir holds (`model_dir_kind`), also the exports' "kind".
-DISCRIMINATOR = "discriminator"
-CLASSIFIER = "classifier"
+DISCRIMINATOR = artifacts.DISCRIMINATOR
+CLASSIFIER = artifacts.CLASSIFIER
 
 # Warmup texts: empty, short, and longer than any max_seq_length, so every shape path
 # (including truncation) is compiled before traffic.
@@ -131,38 +131,24 @@ def _write_text(path, text):
         f.write(text)
 
 
-def _artifact_tokenizer(experiment_config, vocab_path):
-    return WordPieceTokenizer(vocab_path, lowercase=experiment_config.data.lowercase)
-
-
-def export_discriminator(artifact_dir, export_dir, name, version=None):
-    """Exports a discriminator artifact (a pretraining model_dir's `discriminator/`).
+def export_discriminator(model_dir, export_dir, name, version=None):
+    """Exports a discriminator: a pretraining model_dir's `discriminator/` artifact (or
+    that artifact directory itself).
 
     Signatures: replaced_token_scores (also serving_default), replaced_token_scores_ids,
     encoder_features, encoder_features_ids (see `signatures.py`).
     """
-    model, cfg, vocab_path, meta = artifacts.load_artifact(artifact_dir, "discriminator")
-    packer = signatures.TextPacker(_artifact_tokenizer(cfg, vocab_path), cfg.data.max_seq_length)
+    artifact = artifacts.load(model_dir, DISCRIMINATOR)
+    model, cfg = artifact.model, artifact.config
+    packer = signatures.TextPacker(
+        WordPieceTokenizer(artifact.vocab_path, lowercase=artifact.lowercase),
+        artifact.max_seq_length)
     return write_export(
         model, signatures.discriminator_endpoints(model, packer), packer, export_dir, name,
         version, config=config_lib.to_dict(cfg),
-        info={"kind": DISCRIMINATOR, "source": os.path.abspath(artifact_dir),
-              "step": meta.get("step")},
+        info={"kind": DISCRIMINATOR, "source": os.path.abspath(artifact.directory),
+              "step": artifact.meta.get("step")},
     )
-
-
-def find_discriminator(model_dir):
-    """The discriminator artifact of a pretraining model_dir (or the artifact itself)."""
-    for directory in (os.path.join(model_dir, "discriminator"), model_dir):
-        if tf.io.gfile.exists(os.path.join(directory, artifacts.ARTIFACT_JSON)):
-            return directory
-    return None
-
-
-def is_finetuned_dir(model_dir):
-    """Whether `model_dir` is a tools/finetune.py output (one run or several seeds)."""
-    return any(tf.io.gfile.exists(os.path.join(model_dir, name))
-               for name in (finetune.FINETUNE_CONFIG_JSON, finetune.EVAL_RESULTS_JSON))
 
 
 def is_pair_task(finetune_config):
@@ -216,7 +202,7 @@ def export_model(model_dir, export_dir, name, version=None, explain_steps=None):
             f"{model_dir} holds a pretrained discriminator; the explain signature "
             "attributes a fine-tuned classifier's decision (export a tools/finetune.py "
             "output dir)")
-    return export_discriminator(find_discriminator(model_dir), export_dir, name, version)
+    return export_discriminator(model_dir, export_dir, name, version)
 
 
 def model_dir_kind(model_dir):
@@ -224,17 +210,14 @@ def model_dir_kind(model_dir):
     for a tools/finetune.py output dir (the discriminator wins if both match).
 
     Raises:
-      FileNotFoundError: it is neither.
+      FileNotFoundError: it does not exist or holds no model. ValueError: it holds
+        another kind of model (a generator).
     """
-    if find_discriminator(model_dir) is not None:
-        return DISCRIMINATOR
-    if is_finetuned_dir(model_dir):
-        return CLASSIFIER
-    raise FileNotFoundError(
-        f"{model_dir} is neither a pretraining model_dir (with discriminator/"
-        f"{artifacts.ARTIFACT_JSON}), a discriminator artifact, nor a fine-tuning output "
-        f"(with {finetune.FINETUNE_CONFIG_JSON})"
-    )
+    directory, kind = artifacts.resolve(model_dir)
+    if kind not in (DISCRIMINATOR, CLASSIFIER):
+        raise ValueError(f"{directory} holds a {kind}; export and explain take a "
+                         "discriminator or a fine-tuned classifier")
+    return kind
 
 
 def load_export_info(export_path):

@@ -1,4 +1,6 @@
-"""ELECTRA encoder, pretraining heads and (elsewhere in this package) the pretrainer."""
+"""ELECTRA encoder, pretraining heads, the pretrainer, the classifier and the model
+directories (`artifacts`)."""
+
 
 from electra_tf.models.encoder import ElectraEmbeddings
 from electra_tf.models.encoder import ElectraEncoder
@@ -7,3 +9,8 @@ from electra_tf.models.encoder import attention_bias
 from electra_tf.models.heads import MaskedLMHead
 from electra_tf.models.heads import ReplacedTokenHead
 from electra_tf.models.heads import gather_positions
+from electra_tf.models.pretrainer import ElectraDiscriminator
+from electra_tf.models.pretrainer import ElectraGenerator
+from electra_tf.models.classifier import ElectraClassifier
+# Last: it gives ElectraDiscriminator/ElectraGenerator from_model_dir and save_to_model_dir.
+from electra_tf.models import artifacts

@@ -15,6 +15,7 @@ from keras import ops
 
 from electra_tf.data import schema
 from electra_tf.models.encoder import ElectraEncoder, truncated_normal
+from electra_tf.text import preprocessor as preprocessor_lib
 from electra_tf.training import optimization, steps
 
 # What must agree for one encoder's weights to mean the same in another (dropout
@@ -114,6 +115,14 @@ class ElectraClassifier(keras.Model):
         num_labels: int, classes; 1 makes it a regression model (one score).
         head_dropout_rate: float, the head's dropout; None takes the encoder's
             `dropout_rate` (0.1 in every ELECTRA size).
+        label_names: the classes' names in output order (empty: unnamed or regression).
+        preprocessor: a `Preprocessor` (or its config); with it, `predict` also takes
+            raw text (strings, or a 2-tuple of string lists for pairs). It has no
+            variables and is not part of the weights.
+
+    Loading and saving: `ElectraClassifier.from_model_dir(path, num_labels=...)`
+    (a fine-tuned output dir, or a pretrained discriminator with a new head) and
+    `save_to_model_dir(path)`, which `from_model_dir` reads back.
 
     Call args:
         inputs: dict of token_ids, segment_ids int `[batch, seq_len]` and
@@ -128,13 +137,20 @@ class ElectraClassifier(keras.Model):
     the same weights as one device on the whole batch.
     """
 
-    def __init__(self, encoder_config, num_labels, head_dropout_rate=None, **kwargs):
+    def __init__(self, encoder_config, num_labels, head_dropout_rate=None, label_names=(),
+                 preprocessor=None, **kwargs):
         super().__init__(**kwargs)
         if num_labels < 1:
             raise ValueError(f"num_labels must be >= 1, got {num_labels}")
+        label_names = tuple(label_names or ())
+        if label_names and len(label_names) != num_labels:
+            raise ValueError(f"{len(label_names)} label_names {list(label_names)} for "
+                             f"num_labels={num_labels}")
         self.encoder_config = dict(encoder_config)
         self.num_labels = num_labels
         self.head_dropout_rate = head_dropout_rate
+        self.label_names = label_names
+        self.preprocessor = preprocessor
         # Training settings, set by `compile`.
         self.replica_jit_compile = False
         self.grad_accum_steps = 1
@@ -150,6 +166,25 @@ class ElectraClassifier(keras.Model):
             initializer_range=self.encoder.initializer_range,
             name="classifier",
         )
+
+    @property
+    def preprocessor(self):
+        """The attached `Preprocessor`, or None."""
+        return self._preprocessor
+
+    @preprocessor.setter
+    def preprocessor(self, value):
+        if isinstance(value, dict):
+            value = keras.saving.deserialize_keras_object(value)
+        object.__setattr__(self, "_preprocessor", value)
+
+    def __setattr__(self, name, value):
+        if name == "preprocessor":
+            # Untracked (it has no variables and is not in the weights), so it can be
+            # attached to a built model and weights files do not depend on it.
+            object.__setattr__(self, name, value)  # the property's setter
+        else:
+            super().__setattr__(name, value)
 
     @property
     def is_regression(self):
@@ -308,10 +343,94 @@ class ElectraClassifier(keras.Model):
             self.trainable_variables, self.encoder.num_layers, layer_decay
         )
 
+    def predict(self, x, batch_size=None, verbose="auto", steps=None, callbacks=None):
+        """`keras.Model.predict`; with a `preprocessor`, `x` may also be raw text: a
+        list of strings (or a string array/tensor `[n]`), or `(texts_a, texts_b)` for
+        pairs. Returns float32 `[n, num_labels]` logits."""
+        if self.preprocessor is not None and preprocessor_lib.is_text_input(x):
+            x = self.preprocessor.dataset(x, batch_size=batch_size or 32)
+            batch_size = None
+        return super().predict(x, batch_size=batch_size, verbose=verbose, steps=steps,
+                               callbacks=callbacks)
+
+    @classmethod
+    def from_model_dir(cls, path, num_labels=None, label_names=(), max_seq_length=None,
+                       **kwargs):
+        """A classifier with its `preprocessor` attached, from a model directory.
+
+        Args:
+          path: a fine-tuned output dir (`tools/finetune.py`, `save_to_model_dir`):
+            the trained classifier; or a pretraining model_dir / discriminator
+            artifact: its encoder under a new, randomly initialised head.
+          num_labels, label_names: for a pretrained discriminator, the head's outputs
+            (one of them is enough; 1 for regression). For a fine-tuned dir they must
+            agree with it, if given.
+          max_seq_length: the preprocessor's length (default: the model's training
+            length).
+          **kwargs: for a new head, further constructor arguments (head_dropout_rate).
+
+        Raises:
+          FileNotFoundError: `path` does not exist or holds no model.
+          ValueError: missing or contradictory num_labels.
+        """
+        from electra_tf.models import artifacts  # noqa: PLC0415 (it imports this module)
+
+        artifact = artifacts.load(path)
+        label_names = tuple(label_names or ())
+        if artifact.kind == artifacts.CLASSIFIER:
+            model = artifact.model
+            if num_labels is not None and num_labels != model.num_labels:
+                raise ValueError(f"{path} holds a classifier with {model.num_labels} labels, "
+                                 f"not num_labels={num_labels}")
+            if label_names and label_names != model.label_names:
+                raise ValueError(f"{path} holds labels {list(model.label_names)}, not "
+                                 f"{list(label_names)}")
+        elif artifact.kind == artifacts.DISCRIMINATOR:
+            num_labels = num_labels or len(label_names)
+            if not num_labels:
+                raise ValueError(f"{path} holds a pretrained discriminator: give num_labels "
+                                 "(or label_names) for the new classification head")
+            model = cls(artifact.model.encoder_config, num_labels, label_names=label_names,
+                        **kwargs)
+            model.build_for_length(artifact.max_seq_length)
+            model.load_encoder_weights(artifact.model.encoder)
+        else:
+            raise ValueError(f"{path} holds a {artifact.kind}; a classifier starts from a "
+                             "discriminator or a fine-tuned classifier")
+        model.preprocessor = artifact.preprocessor(max_seq_length)
+        # What save_to_model_dir writes back as finetune_config.json.
+        object.__setattr__(model, "_finetune_config",
+                           artifact.config if artifact.kind == artifacts.CLASSIFIER
+                           else {"task": "custom", "init": path})
+        return model
+
+    def save_to_model_dir(self, path):
+        """Writes a fine-tuned classifier directory that `from_model_dir` (and
+        fine-tuning's `load_finetuned`, export and explain) read. Needs the
+        `preprocessor` (its vocabulary, casing and length are saved).
+
+        Returns:
+          `path`.
+        """
+        from electra_tf.models import artifacts  # noqa: PLC0415 (it imports this module)
+
+        if self.preprocessor is None:
+            raise ValueError("save_to_model_dir needs the classifier's preprocessor (its "
+                             "vocabulary); attach one: model.preprocessor = Preprocessor(...)")
+        config = dict(getattr(self, "_finetune_config", None) or {"task": "custom", "init": ""})
+        config.update(lowercase=self.preprocessor.lowercase,
+                      max_seq_length=self.preprocessor.max_seq_length,
+                      label_names=list(self.label_names), regression=self.is_regression)
+        return artifacts.save_classifier(self, path, config, self.preprocessor.vocab_path)
+
     def get_config(self):
-        return {
+        config = {
             **super().get_config(),
             "encoder_config": self.encoder_config,
             "num_labels": self.num_labels,
             "head_dropout_rate": self.head_dropout_rate,
+            "label_names": list(self.label_names),
         }
+        if self.preprocessor is not None:
+            config["preprocessor"] = keras.saving.serialize_keras_object(self.preprocessor)
+        return config

@@ -169,6 +169,10 @@ class WordPieceTokenizer(tf.Module):
         strings = tf.convert_to_tensor(strings, dtype=tf.string)
         return self._wordpiece.tokenize(normalize(strings, self.lowercase))
 
+    def __call__(self, strings):
+        """`tokenize`: a tokenizer is called on text, as keras-hub's are."""
+        return self.tokenize(strings)
+
     def detokenize(self, token_ids):
         """Ids `[batch, None]` (ragged or dense) to strings `[batch]`, joining WordPieces."""
         return self._wordpiece.detokenize(token_ids)

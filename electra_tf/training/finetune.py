@@ -34,9 +34,12 @@ the main dev metric; `load_finetuned(output_dir)` then loads the best seed's mod
 
 Under MultiWorkerMirroredStrategy every worker trains and evaluates (both are
 collective: the dev metrics cover the whole dev set, gathered over the workers), and
-only the chief writes output_dir; the others write nothing.
+only the chief writes output_dir; the others write nothing. The chief holds
+output_dir's lock file (`training/lock.py`) for the whole run, so a second run on the
+same output_dir is refused.
 """
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -54,6 +57,7 @@ from electra_tf.data import glue
 from electra_tf.models import artifacts
 from electra_tf.models.classifier import ElectraClassifier
 from electra_tf.text.tokenizer import WordPieceTokenizer, load_vocab
+from electra_tf.training import lock as lock_lib
 from electra_tf.training import metrics as metrics_lib
 from electra_tf.training import optimization
 from electra_tf.training import runtime
@@ -422,8 +426,9 @@ def prepare_output_dir(output_dir, overwrite, create=True):
     (files of the new run then replace the old ones; nothing else is deleted).
 
     Every worker of a multi-worker job checks, so all refuse alike before training;
-    only the chief creates."""
-    if tf.io.gfile.isdir(output_dir) and tf.io.gfile.listdir(output_dir) and not overwrite:
+    only the chief creates. The chief's lock file does not count as content."""
+    content = tf.io.gfile.listdir(output_dir) if tf.io.gfile.isdir(output_dir) else []
+    if [name for name in content if name != lock_lib.LOCK_NAME] and not overwrite:
         raise FileExistsError(
             f"{output_dir} is not empty; choose another output directory or pass "
             "overwrite (--overwrite)")
@@ -472,7 +477,8 @@ def run_finetuning(cfg, data_dir, output_dir, *, seeds=1, overwrite=False, verbo
 
     Raises:
       glue.DataError for missing or bad data, FileNotFoundError for a bad init,
-      ValueError for inconsistent settings; all before any training.
+      ValueError for inconsistent settings, lock.DirectoryLockedError if another
+      run is using output_dir; all before any training.
     """
     if seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {seeds}")
@@ -497,6 +503,17 @@ def run_finetuning(cfg, data_dir, output_dir, *, seeds=1, overwrite=False, verbo
         raise ValueError(f"the vocabulary {init.vocab_path} has {tokenizer.vocab_size} tokens, "
                          f"the encoder {init.encoder_config['vocab_size']}")
     data = read_task_data(task, cfg, data_dir)
+    # Locked before the emptiness check, so a concurrent run is named as such.
+    run_lock = lock_lib.RunLock(output_dir, "fine-tuning") if chief else contextlib.nullcontext()
+    with run_lock:
+        return _finetune(cfg, task, data, init, tokenizer, output_dir, seeds=seeds,
+                         overwrite=overwrite, verbose=verbose, strategy=strategy,
+                         precision=precision, jit_compile=jit_compile, chief=chief)
+
+
+def _finetune(cfg, task, data, init, tokenizer, output_dir, *, seeds, overwrite, verbose,
+              strategy, precision, jit_compile, chief):
+    """`run_finetuning` once its inputs are read and output_dir is locked."""
     prepare_output_dir(output_dir, overwrite, create=chief)
     logging.info("Fine-tuning %s on %d examples: %s", task.name, len(data.train), cfg)
     data = encode_task_data(data, tokenizer, cfg.max_seq_length)

@@ -24,6 +24,7 @@ text (`probe_text`), `context_auc` is measured every `diagnostics.context_probe_
 steps and at the end.
 """
 
+import contextlib
 import dataclasses
 import os
 
@@ -39,6 +40,7 @@ from electra_tf.models.pretrainer import MaskedLMPretrainer
 from electra_tf.text.tokenizer import WordPieceTokenizer
 from electra_tf.training import callbacks as callbacks_lib
 from electra_tf.training import diagnostics
+from electra_tf.training import lock as lock_lib
 from electra_tf.training import optimization
 from electra_tf.training import runtime
 
@@ -210,7 +212,8 @@ def run_pretraining(cfg, data_dir, model_dir, *, max_steps=None, strategy=None,
 
     Raises:
       ModelDirMismatchError, ManifestError, NonFiniteLossError, ValueError (a
-      global batch that does not split into replicas x micro-batches).
+      global batch that does not split into replicas x micro-batches),
+      lock.DirectoryLockedError (another run is using model_dir).
     """
     strategy = strategy or tf.distribute.get_strategy()
     runtime.check_global_batch(strategy, cfg.train.batch_size, cfg.train.grad_accum_steps)
@@ -219,6 +222,18 @@ def run_pretraining(cfg, data_dir, model_dir, *, max_steps=None, strategy=None,
     data_lib.check_data_dir(data_dir, tokenizer, cfg.data.max_seq_length)
     probe = make_context_probe(cfg, tokenizer, probe_text)
     chief = runtime.is_chief(strategy)
+    # The chief writes model_dir (other workers only read it): it alone holds the
+    # lock, from before config.json is written until the artifacts are.
+    run_lock = lock_lib.RunLock(model_dir, "pretraining") if chief else contextlib.nullcontext()
+    with run_lock:
+        return _train(cfg, data_dir, model_dir, tokenizer, probe, strategy, chief,
+                      max_steps=max_steps, precision=precision, jit_compile=jit_compile,
+                      verbose=verbose)
+
+
+def _train(cfg, data_dir, model_dir, tokenizer, probe, strategy, chief, *, max_steps,
+           precision, jit_compile, verbose):
+    """`run_pretraining` once its inputs are checked and model_dir is locked."""
     if chief:
         prepare_model_dir(cfg, model_dir)
         vocab_copy = os.path.join(model_dir, "vocab.txt")

@@ -44,7 +44,7 @@ def model_dir(tmp_path_factory):
 
 
 def load(path):
-    return artifacts.load_artifact(str(path))[0]
+    return artifacts.load(str(path)).model
 
 
 @pytest.mark.parametrize("kind", ["discriminator", "generator"])

@@ -216,8 +216,8 @@ def test_model_dir_without_a_discriminator_is_refused(tmp_path):
         exporter.write_export(None, {}, None, str(tmp_path), "../x")
 
 
-def test_find_discriminator_accepts_model_dir_or_artifact(exported):
+def test_the_loader_resolves_a_model_dir_or_its_artifact(exported):
     artifact = os.path.join(exported["model_dir"], "discriminator")
-    assert exporter.find_discriminator(artifact) == artifact
-    assert exporter.find_discriminator(exported["model_dir"]) == artifact
+    assert artifacts.resolve(artifact) == (artifact, "discriminator")
+    assert artifacts.resolve(exported["model_dir"]) == (artifact, "discriminator")
     assert os.path.exists(os.path.join(artifact, artifacts.ARTIFACT_JSON))

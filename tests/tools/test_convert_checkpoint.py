@@ -73,6 +73,6 @@ def test_hf_to_model_dir_that_explain_reads(hf_discriminator, tmp_path):
     wrong = run_tool("convert_checkpoint.py", "--from=electra_tf", "--to=hf",
                      f"--input={model_dir}", f"--output={tmp_path / 'gen'}", "--model=generator")
     assert wrong.returncode == 1
-    assert "--model=generator: no electra_tf artifact" in wrong.stderr
+    assert "--model=generator: no electra_tf generator artifact" in wrong.stderr
     assert not (tmp_path / "gen").exists()
 

@@ -183,7 +183,7 @@ def test_save_load_round_trip_gives_identical_predictions(tmp_path, tiny_model_d
     assert open(vocab_path).read() == open(init.vocab_path).read()
     np.testing.assert_array_equal(loaded.predict(inputs, verbose=0),
                                   model.predict(inputs, verbose=0))
-    with pytest.raises(FileNotFoundError, match="holds no fine-tuned model"):
+    with pytest.raises(FileNotFoundError, match="not an electra_tf model directory"):
         finetune.load_finetuned(str(tmp_path))
 
 
@@ -310,7 +310,7 @@ def test_bad_setups_fail_before_training(tmp_path, tiny_model_dir, tiny_vocab):
     with pytest.raises(glue.DataError, match="lacks dev.tsv for task mrpc"):
         finetune.run_finetuning(tiny_config(tiny_model_dir), data_dir, str(tmp_path / "a"))
     write_mrpc(data_dir, rows=4)
-    with pytest.raises(FileNotFoundError, match="not an electra_tf model artifact"):
+    with pytest.raises(FileNotFoundError, match="no electra_tf discriminator artifact"):
         finetune.run_finetuning(tiny_config(str(tmp_path)), data_dir, str(tmp_path / "b"))
     with pytest.raises(ValueError, match="max_seq_length=128 exceeds"):
         finetune.run_finetuning(tiny_config(tiny_model_dir, max_seq_length=128), data_dir,
