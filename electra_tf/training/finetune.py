@@ -62,11 +62,12 @@ from electra_tf.training import metrics as metrics_lib
 from electra_tf.training import optimization
 from electra_tf.training import runtime
 
-FINETUNE_CONFIG_JSON = "finetune_config.json"
-MODEL_JSON = "model.json"
-WEIGHTS = "model.weights.h5"
-VOCAB = "vocab.txt"
-EVAL_RESULTS_JSON = "eval_results.json"
+# The output directory's files (the classifier's are defined with its loader).
+FINETUNE_CONFIG_JSON = artifacts.FINETUNE_CONFIG_JSON
+MODEL_JSON = artifacts.MODEL_JSON
+WEIGHTS = artifacts.WEIGHTS
+VOCAB = artifacts.VOCAB
+EVAL_RESULTS_JSON = artifacts.EVAL_RESULTS_JSON
 
 # (learning rate, layer decay) by model size, from the ELECTRA paper's appendix; "tiny"
 # is ours: at 3e-4 a 4-layer, 128-wide model still underfits SST-2 after 3 epochs.
@@ -194,14 +195,6 @@ class Init:
     encoder: object = None  # a pretrained ElectraEncoder, or None (random init)
 
 
-def _artifact_dir(init):
-    """The discriminator artifact of a pretraining model_dir, or `init` itself."""
-    nested = os.path.join(init, "discriminator")
-    if tf.io.gfile.exists(os.path.join(nested, artifacts.ARTIFACT_JSON)):
-        return nested
-    return init
-
-
 def load_init(cfg):
     """The pretrained discriminator encoder, or the config of a random one, with
     `cfg.dropout_rate` (when set) as its hidden and attention dropout."""
@@ -216,12 +209,11 @@ def load_init(cfg):
 
 def _load_init(cfg):
     if cfg.init != "none":
-        discriminator, experiment, vocab_path, meta = artifacts.load_artifact(
-            _artifact_dir(cfg.init), "discriminator")
+        artifact = artifacts.load(cfg.init, artifacts.DISCRIMINATOR)
         logging.info("Fine-tuning the discriminator of %s (pretraining step %s)",
-                     cfg.init, meta.get("step"))
-        return Init(dict(discriminator.encoder_config), vocab_path,
-                    experiment.data.lowercase, discriminator.encoder)
+                     cfg.init, artifact.meta.get("step"))
+        return Init(dict(artifact.model.encoder_config), artifact.vocab_path,
+                    artifact.lowercase, artifact.model.encoder)
     if not cfg.model_config or not cfg.vocab:
         raise ValueError("init 'none' needs a model config (configs/*.json) and a vocabulary")
     experiment = config_lib.load_config(cfg.model_config)
@@ -268,7 +260,8 @@ def _check_length(init, max_seq_length):
 def build_classifier(init, task, max_seq_length):
     """A classifier for `task` with the pretrained encoder copied in (if any)."""
     _check_length(init, max_seq_length)
-    model = ElectraClassifier(init.encoder_config, task.num_labels)
+    model = ElectraClassifier(init.encoder_config, task.num_labels,
+                              label_names=task.label_names or ())
     model.build_for_length(max_seq_length)
     if init.encoder is not None:
         model.load_encoder_weights(init.encoder)
@@ -297,22 +290,12 @@ def compile_classifier(model, cfg, task, num_train_steps, jit_compile="auto"):
 
 def save_finetuned(model, cfg, vocab_path, directory):
     """Writes a fine-tuned classifier (see the module docstring for the files)."""
-    tf.io.gfile.makedirs(directory)
-    tf.io.gfile.copy(vocab_path, os.path.join(directory, VOCAB), overwrite=True)
-    save_config(cfg, os.path.join(directory, FINETUNE_CONFIG_JSON))
-    architecture = keras.saving.serialize_keras_object(model)
-    # The architecture only: export and further training bring their own optimizer.
-    architecture.pop("compile_config", None)
-    with tf.io.gfile.GFile(os.path.join(directory, MODEL_JSON), "w") as f:
-        f.write(json.dumps(architecture, indent=2) + "\n")
-    # Weights last, via a temporary name: their presence marks a complete model.
-    tmp = os.path.join(directory, "tmp." + WEIGHTS)
-    model.save_weights(tmp)
-    tf.io.gfile.rename(tmp, os.path.join(directory, WEIGHTS), overwrite=True)
+    artifacts.save_classifier(model, directory, dataclasses.asdict(cfg), vocab_path)
 
 
 def load_finetuned(output_dir):
-    """Loads a fine-tuned model from a run directory or a multi-seed output_dir.
+    """Loads a fine-tuned model from a run directory or a multi-seed output_dir
+    (`artifacts.load(output_dir, "classifier")`, with the config as a FinetuneConfig).
 
     Returns:
       (model, finetune_config, vocab_path, label_names): an `ElectraClassifier` built
@@ -320,23 +303,9 @@ def load_finetuned(output_dir):
       `WordPieceTokenizer(vocab_path, lowercase=finetune_config.lowercase)`;
       `label_names` are the classes in output order (empty for regression).
     """
-    directory = output_dir
-    if not tf.io.gfile.exists(os.path.join(directory, WEIGHTS)):
-        summary_path = os.path.join(output_dir, EVAL_RESULTS_JSON)
-        if not tf.io.gfile.exists(summary_path):
-            raise FileNotFoundError(
-                f"{output_dir} holds no fine-tuned model ({WEIGHTS} or {EVAL_RESULTS_JSON})")
-        with tf.io.gfile.GFile(summary_path) as f:
-            directory = os.path.join(output_dir, json.load(f)["best_run"])
-    for name in (FINETUNE_CONFIG_JSON, MODEL_JSON, WEIGHTS, VOCAB):
-        if not tf.io.gfile.exists(os.path.join(directory, name)):
-            raise FileNotFoundError(f"fine-tuned model {directory} lacks {name}")
-    cfg = load_config(os.path.join(directory, FINETUNE_CONFIG_JSON))
-    with tf.io.gfile.GFile(os.path.join(directory, MODEL_JSON)) as f:
-        model = keras.saving.deserialize_keras_object(json.load(f))
-    model.build_for_length(cfg.max_seq_length)
-    model.load_weights(os.path.join(directory, WEIGHTS))
-    return model, cfg, os.path.join(directory, VOCAB), cfg.label_names
+    artifact = artifacts.load(output_dir, artifacts.CLASSIFIER)
+    cfg = load_config(os.path.join(artifact.directory, FINETUNE_CONFIG_JSON))
+    return artifact.model, cfg, artifact.vocab_path, cfg.label_names
 
 
 @dataclasses.dataclass
