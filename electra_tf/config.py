@@ -385,7 +385,13 @@ def _with_overrides(d, overrides):
         _require(sep == "=", f"override {override!r} is not of the form section.key=value")
         _require(key not in seen, f"override {key!r} is given more than once")
         seen.add(key)
-        value = _parse_value(key, _field(key), text)
+        try:
+            value = _parse_value(key, _field(key), text)
+        except ConfigError as e:
+            message = str(e)
+            # Every error names the override it comes from.
+            raise ConfigError(message if message.startswith("override")
+                              else f"override {override!r}: {message}") from None
         section, _, name = key.partition(".")
         d.setdefault(section, {})[name] = value
     return d
@@ -409,15 +415,26 @@ def _reject_duplicate_keys(pairs):
 
 
 def load_config(path, overrides=()):
-    """Reads a JSON config file, then applies `overrides` ("section.key=value")."""
+    """Reads a JSON config file, then applies `overrides` ("section.key=value").
+
+    Raises:
+      ConfigError: naming the file (missing, bad JSON, unknown keys), the override
+        (unknown key, bad value), or, for a value the checks refuse, the file and the
+        overrides together.
+    """
     try:
-        _require(tf.io.gfile.exists(path), "file not found")
+        _require(tf.io.gfile.exists(path), "does not exist")
         with tf.io.gfile.GFile(path, "r") as f:
             d = json.loads(f.read(), object_pairs_hook=_reject_duplicate_keys)
         _check_keys(d)
-        cfg = from_dict(_with_overrides(d, overrides))
     except ValueError as e:  # ConfigError, bad JSON, bad UTF-8.
         raise ConfigError(f"config {path}: {e}") from None
+    d = _with_overrides(d, overrides)  # its errors name the override, not the file
+    try:
+        cfg = from_dict(d)
+    except ValueError as e:
+        where = f"config {path}" + (f" with overrides {', '.join(overrides)}" if overrides else "")
+        raise ConfigError(f"{where}: {e}") from None
     logging.info("Loaded config %s with overrides %s", path, list(overrides))
     return cfg
 

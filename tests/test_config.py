@@ -165,7 +165,7 @@ def test_malformed_files(tmp_path):
     bad.write_text('{"train": ')
     with pytest.raises(ConfigError, match="bad.json"):
         config.load_config(str(bad))
-    with pytest.raises(ConfigError, match="missing.json: file not found"):
+    with pytest.raises(ConfigError, match="missing.json: does not exist"):
         config.load_config(str(tmp_path / "missing.json"))
     binary = tmp_path / "binary.json"
     binary.write_bytes(b"\xff\xfe{}")
@@ -220,6 +220,20 @@ def test_bad_override_keys():
         config.apply_overrides(cfg, ["train.batch_size"])
     with pytest.raises(ConfigError, match="'train.batch_size' is given more than once"):
         config.apply_overrides(cfg, ["train.batch_size=1", "train.batch_size=2"])
+
+
+def test_a_bad_override_is_blamed_on_the_override_not_the_file():
+    path = str(REPO_ROOT / "configs" / "electra_tiny.json")
+    for override, expected in (("train.bogus=1", "override 'train.bogus=1': unknown key"),
+                               ("train.batch_size=x", "override train.batch_size='x'"),
+                               ("train.batch_size", "override 'train.batch_size' is not")):
+        with pytest.raises(ConfigError) as e:
+            config.load_config(path, [override])
+        assert str(e.value).startswith(expected) and "electra_tiny.json" not in str(e.value)
+    # A value the checks refuse: the file and the overrides together.
+    with pytest.raises(ConfigError, match=r"electra_tiny.json with overrides "
+                                          r"train.batch_size=0: .*batch_size"):
+        config.load_config(path, ["train.batch_size=0"])
 
 
 def test_overrides_are_validated_together(tmp_path):

@@ -11,6 +11,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
+import tool_errors  # tools/, the script's directory
 from electra_tf.text import vocab
 
 _INPUT = flags.DEFINE_list("input", None, "Comma-separated globs of input text files.")
@@ -26,6 +27,7 @@ _MAX_UNIQUE_CHARS = flags.DEFINE_integer(
     "max_unique_chars", 1000, "Keep tokens for at most this many distinct characters.")
 
 
+@tool_errors.exit_on_user_error
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")

@@ -22,7 +22,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags, logging  # noqa: E402
 
-from electra_tf.convert import ConversionError, checkpoint  # noqa: E402
+import tool_errors  # noqa: E402  (tools/, the script's directory)
+from electra_tf.convert import checkpoint  # noqa: E402
 
 _FROM = flags.DEFINE_enum("from", None, list(checkpoint.SOURCES), "Input format.")
 _TO = flags.DEFINE_enum("to", None, list(checkpoint.TARGETS), "Output format.")
@@ -43,17 +44,15 @@ _MAX_SEQ_LENGTH = flags.DEFINE_integer(
 flags.mark_flags_as_required(["from", "to", "input", "output"])
 
 
+@tool_errors.exit_on_user_error
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.INFO)
-    try:
-        written = checkpoint.convert_checkpoint(
-            _FROM.value, _TO.value, _INPUT.value, _OUTPUT.value, kind=_MODEL.value,
-            hparams=_HPARAMS.value, vocab=_VOCAB.value, max_seq_length=_MAX_SEQ_LENGTH.value)
-    except ConversionError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    # ConversionError (a ValueError) and missing paths: one line (tool_errors).
+    written = checkpoint.convert_checkpoint(
+        _FROM.value, _TO.value, _INPUT.value, _OUTPUT.value, kind=_MODEL.value,
+        hparams=_HPARAMS.value, vocab=_VOCAB.value, max_seq_length=_MAX_SEQ_LENGTH.value)
     for directory in written:
         print(f"wrote {directory}")
     return 0

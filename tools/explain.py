@@ -29,6 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
+import tool_errors  # noqa: E402  (tools/, the script's directory)
 from electra_tf import explain  # noqa: E402
 from electra_tf.export import exporter  # noqa: E402
 from electra_tf.interpret import explainer as explainer_lib  # noqa: E402
@@ -95,20 +96,21 @@ def explain_discriminator(texts, color):
         write_html(explain.to_html(texts, all_scores, _THRESHOLD.value), quiet=False)
 
 
+@tool_errors.exit_on_user_error
 def main(argv):
     texts = argv[1:]
     if not texts:
         raise app.UsageError("give at least one text to explain")
+    empty = [i + 1 for i, text in enumerate(texts) if not text.strip()]
+    if empty:
+        raise ValueError(f"text {', '.join(map(str, empty))} of {len(texts)} is empty: "
+                         "there are no words to explain")
     color = _COLOR.value == "always" or (_COLOR.value == "auto" and sys.stdout.isatty())
-    try:
-        if _MODEL_DIR.value and exporter.model_dir_kind(_MODEL_DIR.value) == exporter.CLASSIFIER:
-            explain_classifier(texts, color)
-        else:
-            explain_discriminator(texts, color)
-    # Wrong paths, flags or labels: one line, no traceback.
-    except (ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    # Wrong paths, flags or labels: one line, no traceback (tool_errors).
+    if _MODEL_DIR.value and exporter.model_dir_kind(_MODEL_DIR.value) == exporter.CLASSIFIER:
+        explain_classifier(texts, color)
+    else:
+        explain_discriminator(texts, color)
     return 0
 
 

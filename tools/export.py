@@ -18,6 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
+import tool_errors  # noqa: E402  (tools/, the script's directory)
 from electra_tf.export import exporter  # noqa: E402
 
 _MODEL_DIR = flags.DEFINE_string(
@@ -32,17 +33,14 @@ _EXPLAIN_STEPS = flags.DEFINE_integer(
 flags.mark_flags_as_required(["model_dir", "export_dir", "name"])
 
 
+@tool_errors.exit_on_user_error
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    try:
-        path = exporter.export_model(
-            _MODEL_DIR.value, _EXPORT_DIR.value, _NAME.value, _VERSION.value,
-            explain_steps=_EXPLAIN_STEPS.value if _WITH_EXPLAIN.value else None)
     # Wrong paths, an existing version, --with_explain for a discriminator: one line.
-    except (ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    path = exporter.export_model(
+        _MODEL_DIR.value, _EXPORT_DIR.value, _NAME.value, _VERSION.value,
+        explain_steps=_EXPLAIN_STEPS.value if _WITH_EXPLAIN.value else None)
     info = exporter.load_export_info(path)
     print(path)
     print(f"kind: {info['kind']}  signatures: {', '.join(info['signatures'])}")

@@ -25,6 +25,8 @@ from absl import app
 from absl import flags
 from absl import logging
 
+import tool_errors  # tools/, the script's directory
+
 _OUTPUT = flags.DEFINE_string("output", None, "Text file to write.")
 _HELDOUT_OUTPUT = flags.DEFINE_string(
     "heldout_output", None, "Also write every --heldout_every-th document here instead "
@@ -212,6 +214,7 @@ def write_corpus(output, source_dirs, max_bytes=5_000_000, min_words=10, heldout
     return stats
 
 
+@tool_errors.exit_on_user_error
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -222,7 +225,7 @@ def main(argv):
     )
     logging.info("wrote %s from %s: %s", _OUTPUT.value, ", ".join(source_dirs), stats)
     if not stats["documents"]:
-        raise app.UsageError(f"no documents found under {', '.join(source_dirs)}")
+        raise ValueError(f"no documents found under {', '.join(source_dirs)}")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
+import tool_errors  # noqa: E402  (tools/, the script's directory)
 from electra_tf.export import client, names  # noqa: E402
 
 _SERVER = flags.DEFINE_string("server", "http://localhost:8501", "TF Serving REST address.")
@@ -40,16 +41,16 @@ def _format_row(row):
     return json.dumps(row)
 
 
+# client.predict raises RuntimeError for a server that cannot be reached or answers
+# with an error: expected, one line.
+@tool_errors.exit_on_user_error(also=(RuntimeError,))
 def main(argv):
     texts = argv[1:]
     if not texts:
         raise app.UsageError("give at least one text")
     body = client.build_request(texts, _TEXT_PAIR.value, _SIGNATURE.value, _FORMAT.value)
     url = client.predict_url(_SERVER.value, _MODEL_NAME.value, _VERSION.value)
-    try:
-        response = client.predict(url, body, _TIMEOUT.value)
-    except RuntimeError as e:
-        sys.exit(f"error: {e}")
+    response = client.predict(url, body, _TIMEOUT.value)
     if _RAW.value:
         print(json.dumps(response, indent=2))
         return

@@ -1,15 +1,20 @@
-"""User errors -> one `error: ...` line and exit status 1, for every tool's main().
+"""User errors -> one `error: ...` line and exit status 2, for every tool's main().
 
-The library raises ValueError (bad data, configs, arguments; ManifestError,
-ShardError and the like are subclasses) and OSError (missing or existing paths) for
-things a user can fix. A tool shows those as one line, not a traceback; anything
-else is a bug and keeps its traceback. The traceback of a user error is still
-logged at debug level (`--verbosity=1`) for whoever needs it.
+The library raises ValueError (bad data, configs, arguments, conversions;
+ConfigError, ManifestError, ShardError, ConversionError and the like are subclasses)
+and OSError (FileNotFoundError for a path that does not exist, FileExistsError for
+one that must not) for things a user can fix. A tool shows those as one line naming
+the file, flag or key, and exits with status 2; anything else is a bug and keeps its
+traceback (status 1). The traceback of a user error is still logged at debug level
+(`--verbosity=1`) for whoever needs it.
 
     from absl import app
     import tool_errors
 
     @tool_errors.exit_on_user_error
+    def main(argv): ...
+
+    @tool_errors.exit_on_user_error(also=(RuntimeError,))  # more expected errors
     def main(argv): ...
 
     app.run(main)
@@ -21,21 +26,30 @@ import sys
 from absl import logging
 
 USER_ERRORS = (ValueError, OSError)
+EXIT_USER_ERROR = 2
 
 
-def exit_on_user_error(main):
-    """Wraps an absl `main(argv)`: a `USER_ERRORS` exception prints `error: <message>`
-    on stderr and makes the process exit with status 1."""
+def error_line(error):
+    """`error: <message>` on one line, even if the message spans several (e.g. a TF
+    error's context)."""
+    message = " ".join(str(error).split("\n")).strip() or type(error).__name__
+    return f"error: {message}"
+
+
+def exit_on_user_error(main=None, *, also=()):
+    """Wraps an absl `main(argv)`: a `USER_ERRORS` exception (or one of `also`) prints
+    `error_line` on stderr and makes the process exit with status 2."""
+    if main is None:
+        return functools.partial(exit_on_user_error, also=tuple(also))
+    expected = USER_ERRORS + tuple(also)
 
     @functools.wraps(main)
     def wrapper(argv):
         try:
             return main(argv)
-        except USER_ERRORS as e:
+        except expected as e:
             logging.debug("user error", exc_info=True)
-            # One line even if a message spans several (e.g. a TF error's context).
-            message = " ".join(str(e).split("\n")).strip() or type(e).__name__
-            print(f"error: {message}", file=sys.stderr)
-            return 1
+            print(error_line(e), file=sys.stderr)
+            return EXIT_USER_ERROR
 
     return wrapper

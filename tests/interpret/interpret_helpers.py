@@ -96,7 +96,7 @@ def run_tool(name, *args):
 
 
 def assert_one_error_line(result, message):
-    """The tool failed with exit code 1 and one `error:` line holding `message`."""
-    assert result.returncode == 1 and "Traceback" not in result.stderr
+    """The tool failed with exit code 2 and one `error:` line holding `message`."""
+    assert result.returncode == 2 and "Traceback" not in result.stderr
     [line] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert message in line

@@ -72,7 +72,7 @@ def test_hf_to_model_dir_that_explain_reads(hf_discriminator, tmp_path):
     # The model_dir has no generator: asking for one is an error, and nothing is written.
     wrong = run_tool("convert_checkpoint.py", "--from=electra_tf", "--to=hf",
                      f"--input={model_dir}", f"--output={tmp_path / 'gen'}", "--model=generator")
-    assert wrong.returncode == 1
+    assert wrong.returncode == 2
     assert "--model=generator: no electra_tf generator artifact" in wrong.stderr
     assert not (tmp_path / "gen").exists()
 

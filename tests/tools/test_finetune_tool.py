@@ -75,7 +75,7 @@ def test_custom_jsonl_task_skips_and_counts_bad_rows(tmp_path, tiny_vocab):
             "--label_column=stars", "--label_names=low,high", *common_args(tiny_vocab, out)]
 
     failed = run_tool(*args)
-    assert failed.returncode == 1
+    assert failed.returncode == 2
     assert "train.jsonl:13: empty text in column 'review'" in failed.stderr
     assert not out.exists()
 
