@@ -603,6 +603,7 @@ def build_pretraining_data(input_patterns, vocab_path, output_dir, max_seq_lengt
         writer.abort()
         raise
     shards = writer.close()
+    manifest_lib.copy_vocab(vocab_path, output_dir)
     elapsed = time.monotonic() - started
 
     manifest = {

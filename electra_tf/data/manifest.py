@@ -18,6 +18,10 @@ data that does not match the caller's vocabulary or maximum length. Layout:
 
 With several workers (`--shard_index/--num_workers`) each worker writes its own
 `manifest-<index>-of-<workers>.json`; `read_manifest` merges them.
+
+Beside them, `vocab.txt` is a copy of the vocabulary the data was tokenized with (the
+one whose sha256 the manifest records): pretraining uses it when its config leaves
+`data.vocab_path` unset.
 """
 
 import json
@@ -28,8 +32,29 @@ import tensorflow as tf
 from electra_tf.data import schema
 
 
+VOCAB_NAME = "vocab.txt"
+
+
 class ManifestError(ValueError):
     """The data directory's manifest is missing, unreadable or does not match."""
+
+
+def data_vocab_path(data_dir):
+    """The copy of the data's vocabulary in `data_dir` (it may be absent in data built
+    before the builder wrote it)."""
+    return os.path.join(data_dir, VOCAB_NAME)
+
+
+def copy_vocab(vocab_path, data_dir):
+    """Copies the vocabulary into `data_dir` as `VOCAB_NAME` (temp file + rename: every
+    worker of a build writes the same content)."""
+    path = data_vocab_path(data_dir)
+    if os.path.abspath(vocab_path) == os.path.abspath(path):
+        return path
+    tmp = f"{path}.tmp-{os.getpid()}"
+    tf.io.gfile.copy(vocab_path, tmp, overwrite=True)
+    tf.io.gfile.rename(tmp, path, overwrite=True)
+    return path
 
 
 def worker_manifest_name(shard_index, num_workers):

@@ -33,11 +33,12 @@ import tensorflow as tf
 from absl import logging
 
 from electra_tf import config as config_lib
+from electra_tf.data import manifest as manifest_lib
 from electra_tf.data import pretraining as data_lib
 from electra_tf.models import artifacts
 from electra_tf.models.pretrainer import ElectraDiscriminator, ElectraPretrainer
 from electra_tf.models.pretrainer import MaskedLMPretrainer
-from electra_tf.text.tokenizer import WordPieceTokenizer
+from electra_tf.text.tokenizer import WordPieceTokenizer, load_vocab, vocab_sha256
 from electra_tf.training import callbacks as callbacks_lib
 from electra_tf.training import diagnostics
 from electra_tf.training import lock as lock_lib
@@ -64,6 +65,39 @@ def prepare_model_dir(cfg, model_dir):
     else:
         tf.io.gfile.makedirs(model_dir)
         config_lib.save_config(cfg, path)
+
+
+def vocab_from_data(cfg, data_dir):
+    """`cfg` with the data's vocabulary when `data.vocab_path` is unset.
+
+    The builder copies its vocabulary into the data directory (`manifest.VOCAB_NAME`).
+    With `data.vocab_path` unset, that copy is the vocabulary and `model.vocab_size`
+    its size (a config's different vocab_size, e.g. a preset's 30522, gives way; logged).
+    A `data.vocab_path` that is set must be the data's vocabulary.
+
+    Raises:
+      ValueError: data.vocab_path is unset and the data has no vocabulary copy, or it
+        is set to another vocabulary than the data's (both named).
+    """
+    data_vocab = manifest_lib.data_vocab_path(data_dir)
+    if cfg.data.vocab_path:
+        if (tf.io.gfile.exists(data_vocab)
+                and vocab_sha256(cfg.data.vocab_path) != vocab_sha256(data_vocab)):
+            raise ValueError(
+                f"data.vocab_path={cfg.data.vocab_path} is not the vocabulary {data_dir} was "
+                f"built with ({data_vocab}); leave data.vocab_path unset to use the data's")
+        return cfg
+    if not tf.io.gfile.exists(data_vocab):
+        raise ValueError(
+            f"data.vocab_path is unset and {data_dir} has no {manifest_lib.VOCAB_NAME} (data "
+            "built before the builder copied it): set it in the config or with "
+            "--override=data.vocab_path=PATH")
+    vocab_size = len(load_vocab(data_vocab))
+    if vocab_size != cfg.model.vocab_size:
+        logging.info("model.vocab_size=%d from the data's vocabulary %s (the config has %d)",
+                     vocab_size, data_vocab, cfg.model.vocab_size)
+    return config_lib.apply_overrides(
+        cfg, [f"data.vocab_path={data_vocab}", f"model.vocab_size={vocab_size}"])
 
 
 def load_tokenizer(cfg):
@@ -217,6 +251,7 @@ def run_pretraining(cfg, data_dir, model_dir, *, max_steps=None, strategy=None,
     """
     strategy = strategy or tf.distribute.get_strategy()
     runtime.check_global_batch(strategy, cfg.train.batch_size, cfg.train.grad_accum_steps)
+    cfg = vocab_from_data(cfg, data_dir)
     tokenizer = load_tokenizer(cfg)
     # Fails fast, before anything is built, if the data does not fit the config.
     data_lib.check_data_dir(data_dir, tokenizer, cfg.data.max_seq_length)

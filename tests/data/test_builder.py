@@ -201,7 +201,10 @@ def test_build_round_trip_invariants_and_manifest(tmp_path, corpus, group_vocab)
         max_seq_length=L, num_shards=3, seed=1)
 
     shards = read_all(out, manifest)
-    assert sorted(os.listdir(out)) == sorted(list(shards) + [schema.MANIFEST_NAME])
+    assert sorted(os.listdir(out)) == sorted(
+        list(shards) + [schema.MANIFEST_NAME, manifest_lib.VOCAB_NAME])
+    # The vocabulary is copied beside the shards: the one the manifest's hash names.
+    assert vocab_sha256(os.path.join(out, manifest_lib.VOCAB_NAME)) == manifest["vocab_sha256"]
     assert list(shards) == [schema.SHARD_PATTERN.format(index=j, count=3) for j in range(3)]
 
     # Round-robin: example k went to shard k % 3, so interleaving restores the order.
@@ -285,7 +288,8 @@ def test_two_workers_split_files_and_shards(tmp_path, corpus, group_vocab):
     assert [w["totals"]["files_read"] for w in workers] == [1, 1]
     assert sorted(os.listdir(multi_dir)) == sorted(
         [schema.SHARD_PATTERN.format(index=j, count=4) for j in range(4)]
-        + [manifest_lib.worker_manifest_name(i, 2) for i in range(2)])
+        + [manifest_lib.worker_manifest_name(i, 2) for i in range(2)]
+        + [manifest_lib.VOCAB_NAME])
 
     # Files are packed with per-file seeds, so the examples are the same ones.
     single_examples = [e for s in read_all(single_dir, single).values() for e in s]
@@ -385,7 +389,8 @@ def test_existing_output_is_refused_unless_overwrite(tmp_path, corpus, group_voc
     manifest = builder.build_pretraining_data(files, group_vocab, str(out), max_seq_length=L,
                                               num_shards=3, overwrite=True)
     assert sorted(os.listdir(out)) == sorted(
-        [s["file"] for s in manifest["shards"]] + [schema.MANIFEST_NAME])
+        [s["file"] for s in manifest["shards"]]
+        + [schema.MANIFEST_NAME, manifest_lib.VOCAB_NAME])
 
 
 def test_failed_read_names_the_file_and_leaves_nothing_complete(tmp_path, group_vocab):

@@ -36,7 +36,7 @@ def test_cli_builds_shards_and_manifest_then_refuses_to_overwrite(tmp_path, tiny
 
     manifest = json.loads((out / schema.MANIFEST_NAME).read_text())
     names = [schema.SHARD_PATTERN.format(index=j, count=2) for j in range(2)]
-    assert sorted(os.listdir(out)) == sorted(names + [schema.MANIFEST_NAME])
+    assert sorted(os.listdir(out)) == sorted(names + [schema.MANIFEST_NAME, "vocab.txt"])
     assert [s["file"] for s in manifest["shards"]] == names
     assert (manifest["max_seq_length"], manifest["seed"], manifest["lowercase"]) == (16, 3, False)
     totals = manifest["totals"]
