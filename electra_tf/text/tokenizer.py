@@ -189,3 +189,52 @@ class WordPieceTokenizer(tf.Module):
             return self.vocab.index(token)
         except ValueError:
             raise KeyError(f"token {token!r} is not in the vocabulary {self.vocab_path}") from None
+
+    def tokenize_with_offsets(self, strings):
+        """`tokenize`, plus each WordPiece's character span in the *original* text.
+
+        Normalization deletes characters (control/format characters, accents) and
+        changes others (lower-casing, "ﬁ" stays one character but "İ" becomes two
+        before its dot is stripped), so tensorflow-text's byte offsets into the
+        normalized text do not index the original. Every character is therefore
+        normalized on its own (each step of `normalize` maps one code point to zero
+        or more, independently of its neighbours: deletion, per-character
+        lower-casing with Σ always σ, NFD, dropping combining marks); the
+        normalized text is their concatenation, and a normalized byte offset maps
+        back to the original character that produced it. Runs in the graph.
+
+        Args:
+          strings: string tensor `[batch]`, UTF-8.
+
+        Returns:
+          (token_ids, starts, ends): int64 `tf.RaggedTensor`s `[batch, None]`;
+          `strings[i][starts[i, j]:ends[i, j]]` (Python code-point indexing) is the
+          original text of WordPiece j, e.g. "Café" for "cafe" and "é" for "##e"
+          in "café" split as "caf ##e". The ids are those of `tokenize`.
+        """
+        strings = tf.convert_to_tensor(strings, dtype=tf.string)
+        # errors="replace" turns invalid bytes into U+FFFD, which normalize deletes.
+        chars = tf.strings.unicode_split(strings, "UTF-8", errors="replace")
+        normalized_chars = normalize(chars.flat_values, self.lowercase)
+        normalized = tf.strings.reduce_join(chars.with_flat_values(normalized_chars), axis=-1)
+        token_ids, byte_starts, byte_ends = self._wordpiece.tokenize_with_offsets(normalized)
+        # ends_of_char[i, k]: byte offset in normalized[i] just past original char k's
+        # output. A byte b comes from char k with ends_of_char[k-1] <= b < ends_of_char[k],
+        # i.e. k = the number of chars whose output ends at or before b; chars that
+        # normalize to nothing are passed over.
+        char_bytes = chars.with_flat_values(
+            tf.strings.length(normalized_chars, unit="BYTE"))
+        ends_of_char = tf.math.cumsum(char_bytes, axis=-1)
+        # Padded with a value above every offset so that searchsorted ignores it.
+        padded_ends = ends_of_char.to_tensor(default_value=tf.int32.max)
+
+        def to_chars(byte_offsets):
+            dense = tf.cast(byte_offsets.to_tensor(default_value=0), tf.int32)
+            chars_index = tf.searchsorted(padded_ends, dense, side="right")
+            return tf.RaggedTensor.from_tensor(
+                tf.cast(chars_index, tf.int64), lengths=byte_offsets.row_lengths())
+
+        starts = to_chars(byte_starts)
+        # The last byte of a piece (end - 1) lies in the char that ends it.
+        ends = to_chars(byte_ends - 1) + 1
+        return token_ids, starts, ends
