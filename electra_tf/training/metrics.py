@@ -18,7 +18,14 @@ constant input) are reported as 0.0, as scikit-learn does for F1 and MCC.
 
 The pretraining metrics (MLM/RTD accuracy) are computed in the pretrainer's
 `train_step`.
+
+Extractive question answering: `squad_scores`, the official SQuAD v1.1 and v2.0
+evaluation scripts' exact match and F1 (`squad_normalize_answer`, `squad_f1`).
 """
+
+import collections
+import re
+import string
 
 import keras
 import numpy as np
@@ -242,3 +249,94 @@ def ranking_auc(scores, labels, weights):
     auc = tf.where(defined, tf.math.divide_no_nan(
         tf.reduce_sum(positives * negatives_below), pairs), 0.5)
     return auc, defined
+
+
+# === SQuAD ===
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
+_PUNCTUATION = frozenset(string.punctuation)
+
+
+def squad_normalize_answer(text):
+    """The official scripts' normalization: lower-case, drop ASCII punctuation, drop
+    the articles a/an/the, collapse whitespace (in that order; v1.1 and v2.0 agree)."""
+    text = "".join(ch for ch in text.lower() if ch not in _PUNCTUATION)
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def squad_exact_match(prediction, gold):
+    """1.0 when the normalized texts are equal, else 0.0."""
+    return float(squad_normalize_answer(prediction) == squad_normalize_answer(gold))
+
+
+def squad_f1(prediction, gold, version_2=False):
+    """Bag-of-tokens F1 of the normalized texts.
+
+    The scripts differ when a side normalizes to nothing: v1.1 scores 0.0 (no token in
+    common), v2.0 scores 1.0 when both are empty (a correct "no answer") and 0.0 when
+    one is.
+    """
+    prediction_tokens = squad_normalize_answer(prediction).split()
+    gold_tokens = squad_normalize_answer(gold).split()
+    if version_2 and (not prediction_tokens or not gold_tokens):
+        return float(prediction_tokens == gold_tokens)
+    common = collections.Counter(prediction_tokens) & collections.Counter(gold_tokens)
+    num_same = sum(common.values())
+    if num_same == 0:
+        return 0.0
+    precision = num_same / len(prediction_tokens)
+    recall = num_same / len(gold_tokens)
+    return 2 * precision * recall / (precision + recall)
+
+
+def squad_scores(gold_answers, predictions, version_2=False):
+    """The official SQuAD evaluation of predictions, in percent.
+
+    Each question scores the maximum over its gold answers. v1.1: a question without
+    a prediction scores 0 and counts. v2.0: gold answers that normalize to nothing are
+    dropped and a question left without any (an unanswerable one) has the single gold
+    answer "", which only the empty prediction matches; every question needs a
+    prediction (the official v2.0 script fails without one, so this refuses too).
+    Predictions for ids not in `gold_answers` are ignored, as by both scripts.
+
+    Args:
+      gold_answers: dict {question id: list of gold answer texts} (empty list:
+        unanswerable).
+      predictions: dict {question id: predicted text} ("" predicts "no answer").
+      version_2: score as the v2.0 script does.
+
+    Returns:
+      dict with `exact_match` and `f1` (v2.0: the script's `exact` and `f1`) and
+      `total`; v2.0 also `HasAns_exact`, `HasAns_f1`, `HasAns_total`, `NoAns_exact`,
+      `NoAns_f1`, `NoAns_total` for the groups that have questions.
+    """
+    if not gold_answers:
+        raise ValueError("no gold answers to score")
+    exact, f1 = {}, {}
+    missing = [qid for qid in gold_answers if qid not in predictions]
+    if version_2 and missing:
+        raise ValueError(f"{len(missing)} of {len(gold_answers)} questions have no "
+                         f"prediction (e.g. {missing[0]}); SQuAD v2.0 scores every question")
+    for qid, answers in gold_answers.items():
+        if qid not in predictions:
+            exact[qid] = f1[qid] = 0.0
+            continue
+        if version_2:
+            answers = [a for a in answers if squad_normalize_answer(a)] or [""]
+        prediction = predictions[qid]
+        exact[qid] = max(squad_exact_match(prediction, a) for a in answers)
+        f1[qid] = max(squad_f1(prediction, a, version_2) for a in answers)
+
+    def percent(scores, ids):
+        return 100.0 * sum(scores[qid] for qid in ids) / len(ids)
+
+    ids = list(gold_answers)
+    results = {"exact_match": percent(exact, ids), "f1": percent(f1, ids), "total": len(ids)}
+    if version_2:
+        for name, group in (("HasAns", [q for q in ids if gold_answers[q]]),
+                            ("NoAns", [q for q in ids if not gold_answers[q]])):
+            if group:
+                results[f"{name}_exact"] = percent(exact, group)
+                results[f"{name}_f1"] = percent(f1, group)
+                results[f"{name}_total"] = len(group)
+    return results
