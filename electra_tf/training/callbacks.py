@@ -8,6 +8,7 @@ logged steps continue where the last checkpoint left them.
 import json
 import math
 import os
+import re
 import time
 
 import keras
@@ -24,12 +25,34 @@ def _rng_states(model):
     return [v for v in model.variables if "seed_generator_state" in v.path]
 
 
+# What a checkpoint that cannot be restored raises: a missing or unreadable file
+# (NotFoundError, DataLossError: checksum), a truncated data file (IndexError, "Read
+# less bytes than requested"), objects that do not match (AssertionError).
+_RESTORE_ERRORS = (tf.errors.OpError, ValueError, AssertionError, LookupError)
+_CHECKPOINT_FILE = re.compile(r"^(ckpt-(\d+))\.(?:index|data-\d+-of-\d+)$")
+
+
+class CheckpointRestoreError(ValueError):
+    """Checkpoints exist but none of them can be restored."""
+
+
+def _short_reason(error):
+    """One line out of a restore error (TF's can span many, with op names first)."""
+    text = re.sub(r"\{\{[^}]*\}\}\s*", "", str(error)).strip().split("\n")[0]
+    if len(text) > 160:
+        text = text[:157] + "..."
+    return f"{type(error).__name__}: {text}"
+
+
 class TrainingCheckpoint:
     """Model, optimizer and RNG states in `directory`, the last `max_to_keep` kept.
 
     tf.train.CheckpointManager writes the data and index files first and then
     atomically replaces the `checkpoint` state file, so a kill at any moment leaves
-    the previous complete checkpoint as the latest one.
+    the previous complete checkpoint as the latest one. A checkpoint damaged later
+    (a truncated data file, a deleted index, flipped bits) is skipped on restore
+    with a warning naming it, for the newest one that restores; if none does,
+    `restore_latest` refuses rather than silently starting over from step 0.
 
     The model and its optimizer must be built before `restore_latest`, so that every
     variable exists and is restored eagerly (no deferred restoration).
@@ -64,15 +87,58 @@ class TrainingCheckpoint:
     def latest(self):
         return self.manager.latest_checkpoint
 
+    def candidates(self):
+        """Checkpoint prefixes in `directory`, newest (highest step) first.
+
+        Those the state file lists, plus any `ckpt-N` whose files are there but which
+        it does not list (e.g. the state file was lost), so that losing the state
+        file does not silently restart training from step 0.
+        """
+        prefixes = set(self.manager.checkpoints)
+        if tf.io.gfile.isdir(self.directory):
+            for name in tf.io.gfile.listdir(self.directory):
+                match = _CHECKPOINT_FILE.match(name)
+                if match:
+                    prefixes.add(os.path.join(self.directory, match.group(1)))
+
+        def step_of(prefix):
+            return int(prefix.rsplit("-", 1)[1])
+
+        return sorted(prefixes, key=step_of, reverse=True)
+
     def restore_latest(self):
-        """Restores the latest checkpoint, if any. Returns the restored global step (0 if none)."""
-        path = self.manager.latest_checkpoint
-        if path is None:
-            return 0
-        self.checkpoint.restore(path).assert_existing_objects_matched()
-        step = int(self._step.numpy())
-        logging.info("Restored %s at step %d", path, step)
-        return step
+        """Restores the newest checkpoint that restores; returns its global step.
+
+        Returns 0 if `directory` holds no checkpoint. A checkpoint that fails to
+        restore is skipped with a warning naming it and the reason.
+
+        Raises:
+          CheckpointRestoreError: checkpoints exist but none restores (each is named
+            with its reason); training from step 0 over them would be silent data loss.
+        """
+        candidates = self.candidates()
+        failures = []
+        for i, path in enumerate(candidates):
+            try:
+                self.checkpoint.restore(path).assert_existing_objects_matched()
+            except _RESTORE_ERRORS as e:
+                reason = _short_reason(e)
+                failures.append(f"{os.path.basename(path)} ({reason})")
+                logging.warning("Checkpoint %s cannot be restored (%s)%s", path, reason,
+                                "; trying the previous one" if i + 1 < len(candidates) else "")
+                continue
+            step = int(self._step.numpy())
+            if failures:
+                logging.warning("Resuming from %s at step %d instead of the damaged %s",
+                                path, step, candidates[0])
+            else:
+                logging.info("Restored %s at step %d", path, step)
+            return step
+        if failures:
+            raise CheckpointRestoreError(
+                f"no checkpoint in {self.directory} can be restored: {'; '.join(failures)}. "
+                "Move them away (or use a new model_dir) to start over from step 0")
+        return 0
 
     def save(self):
         """Saves at the current step. Returns the path (None on a non-chief worker)."""

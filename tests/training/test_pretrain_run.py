@@ -1,7 +1,9 @@
 """run_pretraining end to end on real shards: resume equivalence (also with 2 replicas and
 gradient accumulation), refusals, artifacts, NaN guard, the CLI with its scale-out flags."""
 
+import glob
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -81,6 +83,64 @@ def test_resume_equals_uninterrupted_run(tmp_path, tiny_vocab, data_dir):
     # Google's schedule: linear decay from the peak over all 20 steps, warmup
     # overriding the first 2; logged after the update of step 2.
     assert record["learning_rate"] == pytest.approx(cfg.train.learning_rate * (1 - 2 / 20), rel=1e-5)
+
+
+def pretrain_with_damaged_latest(tmp_path, tiny_vocab, data_dir):
+    """4 steps (checkpoints 2 and 4), then ckpt-4's data file truncated to half."""
+    cfg = tiny_config(tiny_vocab)
+    model_dir = tmp_path / "model"
+    assert pretrain.run_pretraining(cfg, data_dir, str(model_dir), max_steps=4, verbose=0) == 4
+    checkpoints = model_dir / "checkpoints"
+    (data,) = glob.glob(str(checkpoints / "ckpt-4.data-*"))
+    with open(data, "r+b") as f:
+        f.truncate(os.path.getsize(data) // 2)
+    return cfg, model_dir, checkpoints
+
+
+def test_truncated_latest_checkpoint_resumes_from_the_previous(tmp_path, tiny_vocab, data_dir,
+                                                              caplog):
+    cfg, model_dir, checkpoints = pretrain_with_damaged_latest(tmp_path, tiny_vocab, data_dir)
+    with caplog.at_level(logging.WARNING):
+        assert pretrain.run_pretraining(cfg, data_dir, str(model_dir), max_steps=6,
+                                        verbose=0) == 6
+    warnings = [r.getMessage() for r in caplog.records
+                if r.levelno == logging.WARNING and r.name == "absl"]
+    assert any(w.startswith(f"Checkpoint {checkpoints / 'ckpt-4'} cannot be restored")
+               for w in warnings), warnings
+    assert f"Resuming from {checkpoints / 'ckpt-2'} at step 2 instead of the damaged " \
+           f"{checkpoints / 'ckpt-4'}" in warnings
+    # Resumed at step 2 (not 0): the second run logged steps 4 and 6 only.
+    steps = [json.loads(l)["step"] for l in open(model_dir / "metrics.jsonl")]
+    assert steps == [2, 4, 4, 6]
+    # ckpt-4 was written again, whole (every tensor reads), on the way to 6.
+    assert tf.train.latest_checkpoint(str(checkpoints)).endswith("ckpt-6")
+    reader = tf.train.load_checkpoint(str(checkpoints / "ckpt-4"))
+    for name in reader.get_variable_to_shape_map():
+        reader.get_tensor(name)
+
+
+@pytest.mark.slow
+def test_cli_refuses_when_no_checkpoint_restores(tmp_path, tiny_vocab, data_dir):
+    _, model_dir, checkpoints = pretrain_with_damaged_latest(tmp_path, tiny_vocab, data_dir)
+    os.remove(checkpoints / "ckpt-2.index")
+    metrics = (model_dir / "metrics.jsonl").read_text()
+    files = {p.name: p.read_bytes() for p in checkpoints.iterdir()}
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run(
+        [sys.executable, "tools/pretrain.py", f"--config={model_dir / 'config.json'}",
+         f"--data_dir={data_dir}", f"--model_dir={model_dir}", "--max_steps=8",
+         "--progress=none"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    errors = [l for l in result.stderr.splitlines() if l.startswith("error:")]
+    assert len(errors) == 1, result.stderr[-3000:]
+    assert errors[0].startswith(f"error: no checkpoint in {checkpoints} can be restored: "
+                                "ckpt-4 (")
+    assert "; ckpt-2 (" in errors[0]
+    # Nothing was trained, saved or logged over the old run.
+    assert (model_dir / "metrics.jsonl").read_text() == metrics
+    assert {p.name: p.read_bytes() for p in checkpoints.iterdir()} == files
 
 
 def check_resume_with_two_replicas_and_accumulation():
