@@ -14,6 +14,10 @@ Produced by the pretraining input pipeline (padded to max_seq_length L and maske
   mask_positions int32 [batch, P]   positions chosen for masking (P = max predictions)
   mask_ids       int32 [batch, P]   the original ids at those positions
   mask_weights   float32 [batch, P] 1.0 for real predictions, 0.0 for padding
+
+Extractive question answering labels (`data/squad.py`):
+  start_positions int32 [batch]     the answer's first and last token (inclusive);
+  end_positions   int32 [batch]     0 ([CLS]) when the window holds no answer
 """
 
 import tensorflow as tf
@@ -24,6 +28,8 @@ PADDING_MASK = "padding_mask"
 MASK_POSITIONS = "mask_positions"
 MASK_IDS = "mask_ids"
 MASK_WEIGHTS = "mask_weights"
+START_POSITIONS = "start_positions"
+END_POSITIONS = "end_positions"
 
 # On-disk feature spec: variable length, so examples are stored unpadded.
 TFRECORD_FEATURES = {
