@@ -1,5 +1,5 @@
-"""ELECTRA encoder, pretraining heads, the pretrainer, the classifier and the model
-directories (`artifacts`)."""
+"""ELECTRA encoder, pretraining heads, the pretrainer, the classifier, the extractive QA
+model and the model directories (`artifacts`)."""
 
 
 from electra_tf.models.encoder import ElectraEmbeddings
@@ -12,5 +12,6 @@ from electra_tf.models.heads import gather_positions
 from electra_tf.models.pretrainer import ElectraDiscriminator
 from electra_tf.models.pretrainer import ElectraGenerator
 from electra_tf.models.classifier import ElectraClassifier
+from electra_tf.models.question_answering import ElectraForQuestionAnswering
 # Last: it gives ElectraDiscriminator/ElectraGenerator from_model_dir and save_to_model_dir.
 from electra_tf.models import artifacts
