@@ -340,3 +340,74 @@ def squad_scores(gold_answers, predictions, version_2=False):
                 results[f"{name}_f1"] = percent(f1, group)
                 results[f"{name}_total"] = len(group)
     return results
+
+
+# === Token classification ===
+
+
+def _split_tag(tag):
+    # seqeval's parsing: "B-PER" -> ("B", "PER"); "O" -> ("O", "_").
+    return tag[0], tag[1:].split("-", maxsplit=1)[-1] or "_"
+
+
+def _end_of_chunk(prev_tag, tag, prev_type, type_):
+    return (prev_tag in ("E", "S")
+            or (prev_tag in ("B", "I") and tag in ("B", "S", "O"))
+            or (prev_tag in ("B", "I") and tag in ("I", "E") and prev_type != type_)
+            or (prev_tag not in ("O", ".") and prev_type != type_))
+
+
+def _start_of_chunk(prev_tag, tag, prev_type, type_):
+    return (tag in ("B", "S")
+            or (prev_tag in ("E", "S", "O") and tag in ("E", "I"))
+            or (tag not in ("O", ".") and prev_type != type_))
+
+
+def entity_spans(tags):
+    """Entities of one tag sequence as conlleval and seqeval's default mode find them.
+
+    Lenient as they are: an `I-X` after `O` or after another type starts an entity.
+
+    Returns:
+      set of (type, first, last) with inclusive word indices.
+    """
+    spans, prev_tag, prev_type, begin = set(), "O", "", 0
+    for i, tag in enumerate(list(tags) + ["O"]):
+        tag, type_ = _split_tag(tag)
+        if _end_of_chunk(prev_tag, tag, prev_type, type_):
+            spans.add((prev_type, begin, i - 1))
+        if _start_of_chunk(prev_tag, tag, prev_type, type_):
+            begin = i
+        prev_tag, prev_type = tag, type_
+    return spans
+
+
+def entity_scores(gold_sequences, predicted_sequences):
+    """Entity-level precision/recall/F1 (micro, seqeval's default) and word accuracy.
+
+    Args:
+      gold_sequences, predicted_sequences: lists of tag lists, one per sentence, of
+        equal lengths.
+
+    Returns:
+      dict {precision, recall, f1, accuracy} as fractions (0.0 where undefined).
+    """
+    if len(gold_sequences) != len(predicted_sequences):
+        raise ValueError(f"{len(gold_sequences)} gold but {len(predicted_sequences)} "
+                         f"predicted sentences")
+    gold, predicted, correct_words, words = 0, 0, 0, 0
+    found = 0
+    for n, (g, p) in enumerate(zip(gold_sequences, predicted_sequences)):
+        if len(g) != len(p):
+            raise ValueError(f"sentence {n}: {len(g)} gold tags but {len(p)} predicted")
+        gold_spans, predicted_spans = entity_spans(g), entity_spans(p)
+        gold += len(gold_spans)
+        predicted += len(predicted_spans)
+        found += len(gold_spans & predicted_spans)
+        correct_words += sum(a == b for a, b in zip(g, p))
+        words += len(g)
+    precision = found / predicted if predicted else 0.0
+    recall = found / gold if gold else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1,
+            "accuracy": correct_words / words if words else 0.0}
