@@ -1,4 +1,4 @@
-"""Text files -> packed pretraining TFRecords + manifest.json.
+r"""Text files -> packed pretraining TFRecords + manifest.json.
 
 Input: UTF-8 text (plain or .gz), one sentence or paragraph per line, documents
 separated by blank lines. See electra_tf/data/builder.py for the packing and

@@ -1,4 +1,4 @@
-"""Text files -> WordPiece vocabulary (one token per line, BERT's special tokens first).
+r"""Text files -> WordPiece vocabulary (one token per line, BERT's special tokens first).
 
 Input: UTF-8 text (plain or .gz), read line by line; see electra_tf/text/vocab.py.
 Use the same --lowercase setting here, in build_pretraining_data.py and in training.

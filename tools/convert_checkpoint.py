@@ -1,4 +1,4 @@
-"""Converts ELECTRA checkpoints between Hugging Face, original Google TF1 and electra_tf.
+r"""Converts ELECTRA checkpoints between Hugging Face, original Google TF1 and electra_tf.
 
     # Hugging Face -> an electra_tf model_dir (finetune/export/explain take it)
     python tools/convert_checkpoint.py --from=hf --to=electra_tf \

@@ -1,4 +1,4 @@
-"""Fine-tunes a pretrained ELECTRA discriminator on a GLUE task or your own data.
+r"""Fine-tunes a pretrained ELECTRA discriminator on a GLUE task or your own data.
 
     python tools/finetune.py --task=sst2 --data_dir=GLUE/SST-2 --init=MODEL_DIR \
         --output_dir=DIR [--seeds=3]
@@ -15,10 +15,13 @@ and micro-batches.
 
 --init is a pretraining --model_dir (or its discriminator/ directory), or "none" for a
 randomly initialised encoder of --config. Epochs, learning rate and layer decay default
-to the ELECTRA paper's values for the task and model size. --output_dir receives the
-fine-tuned model (loadable with electra_tf.training.finetune.load_finetuned),
-eval_results.json and GLUE submission files for the test split (e.g. SST-2.tsv); with
---strategy=multi_worker only the chief (worker 0) writes it and prints the results.
+to the ELECTRA paper's values for the task and model size. Dev is evaluated after
+every epoch (metrics.jsonl, tensorboard/ in --output_dir) and the best epoch's weights
+are kept. --output_dir receives the fine-tuned model (electra_tf.ElectraClassifier.
+from_model_dir loads it), eval_results.json, dev_predictions.tsv and
+test_predictions.tsv (ids, predictions, probabilities) and GLUE submission files for
+the test split (e.g. SST-2.tsv); with --strategy=multi_worker only the chief (worker 0)
+writes it and prints the results.
 """
 
 import json
@@ -62,6 +65,9 @@ _WARMUP_FRACTION = flags.DEFINE_float("warmup_fraction", 0.1, "Linear warmup sha
 _WEIGHT_DECAY = flags.DEFINE_float("weight_decay", 0.01, "AdamW weight decay.")
 _SEED = flags.DEFINE_integer("seed", 42, "Seed of the first run.")
 _SEEDS = flags.DEFINE_integer("seeds", 1, "Runs with seeds seed, seed+1, ...; reports the median.")
+_MAX_STEPS = flags.DEFINE_integer(
+    "max_steps", 0, "Stop after this many updates, for quick trials (0: all epochs); the "
+    "learning-rate schedule ends there and dev is evaluated at the stop.")
 _MAX_TRAIN_EXAMPLES = flags.DEFINE_integer(
     "max_train_examples", 0, "Train on a random sample of this many examples (0: all).")
 _SKIP_BAD_ROWS = flags.DEFINE_bool(
@@ -74,7 +80,10 @@ _LABEL_COLUMN = flags.DEFINE_string("label_column", "label", "Custom task: the l
 _LABEL_NAMES = flags.DEFINE_list(
     "label_names", [], "Custom task: the labels in order (default: sorted train labels).")
 _REGRESSION = flags.DEFINE_bool("regression", False, "Custom task: predict a number.")
-_PROGRESS = flags.DEFINE_enum("progress", "auto", ["auto", "bar", "none"], "Keras progress bar.")
+_PROGRESS = flags.DEFINE_enum(
+    "progress", "auto", ["auto", "bar", "lines", "none"],
+    "auto: a Keras bar on a terminal, one line per epoch when piped; none: only the "
+    "per-epoch dev evaluation lines (always logged).")
 
 flags.mark_flags_as_required(["task", "data_dir", "init", "output_dir"])
 
@@ -85,7 +94,10 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.set_verbosity(logging.INFO)
     strategy = runtime_flags.make_strategy()
-    verbose = {"auto": "auto", "bar": 1, "none": 0}[_PROGRESS.value]
+    progress = _PROGRESS.value
+    if progress == "auto":
+        progress = "bar" if sys.stdout.isatty() else "lines"
+    verbose = {"bar": 1, "lines": 2, "none": 0}[progress]
     # Bad data, paths or settings (ValueError, OSError) are all raised before training
     # starts; tool_errors turns them into one error line.
     cfg = finetune.FinetuneConfig(
@@ -96,7 +108,7 @@ def main(argv):
         layer_decay=_LAYER_DECAY.value, dropout_rate=_DROPOUT_RATE.value,
         warmup_fraction=_WARMUP_FRACTION.value,
         weight_decay=_WEIGHT_DECAY.value, seed=_SEED.value,
-        max_train_examples=_MAX_TRAIN_EXAMPLES.value, skip_bad_rows=_SKIP_BAD_ROWS.value,
+        max_train_examples=_MAX_TRAIN_EXAMPLES.value, max_steps=_MAX_STEPS.value, skip_bad_rows=_SKIP_BAD_ROWS.value,
         text_column=_TEXT_COLUMN.value, text_pair_column=_TEXT_PAIR_COLUMN.value,
         label_column=_LABEL_COLUMN.value, label_names=tuple(_LABEL_NAMES.value),
         regression=_REGRESSION.value,

@@ -1,4 +1,4 @@
-"""Runs a command as N local workers of one TensorFlow cluster (multi-worker on one machine).
+r"""Runs a command as N local workers of one TensorFlow cluster (multi-worker on one machine).
 
     python tools/launch_local_workers.py --num_workers=2 [--logs_dir=DIR] -- \
         python tools/pretrain.py --config=... --data_dir=... --model_dir=... \

@@ -1,4 +1,4 @@
-"""Pretrains ELECTRA (generator + discriminator) on TFRecords from build_pretraining_data.py.
+r"""Pretrains ELECTRA (generator + discriminator) on TFRecords from build_pretraining_data.py.
 
     python tools/pretrain.py --config=configs/electra_small.json --data_dir=DIR \
         --model_dir=DIR [--override=train.batch_size=64 ...] \

@@ -256,7 +256,8 @@ class Examples:
       texts_a: list of str.
       texts_b: list of str for pair tasks, else None.
       labels: int32 class ids or float32 scores `[n]`; None for unlabelled (test) splits.
-      ids: list of str, the test files' index column, else the line numbers.
+      ids: list of str, the file's index column (GLUE test files, MNLI dev files),
+        else the 0-based row numbers (of the rows read, bad ones included).
       skipped: {reason: rows skipped}.
     """
 
@@ -327,7 +328,7 @@ def read_split(task, data_dir, split, skip_bad_rows=False):
     bad = _BadRows(path, skip_bad_rows)
     texts = [[] for _ in task.text_columns]
     labels, ids = [], []
-    for line, record in _records(path, bad, needed, headerless):
+    for row, (line, record) in enumerate(_records(path, bad, needed, headerless)):
         row_texts = [record[c] for c in task.text_columns]
         problem = next((("empty text", f"empty text in column {c!r}")
                         for c, t in zip(task.text_columns, row_texts)
@@ -341,7 +342,7 @@ def read_split(task, data_dir, split, skip_bad_rows=False):
         for column, text in zip(texts, row_texts):
             column.append(text)
         labels.append(label)
-        ids.append(str(record.get(task.index_column, line)) if not labelled else str(line))
+        ids.append(str(record.get(task.index_column, row)))
     if bad.counts:
         logging.warning("%s: skipped %d bad row(s): %s", path, sum(bad.counts.values()),
                         dict(bad.counts))
@@ -401,6 +402,39 @@ def _sorted_labels(values):
         return tuple(sorted(values))
 
 
+def suspicious_labels(counts, rare_fraction=0.01):
+    """Labels that look like mistakes: spellings of one label that differ only by case
+    (or surrounding space), and labels of fewer than `rare_fraction` of the rows.
+
+    Args:
+      counts: {label: rows}.
+
+    Returns:
+      (case_groups, rare): lists of {label: rows} dicts (one per group of spellings)
+      and {label: rows} of the rare labels.
+    """
+    groups = collections.defaultdict(dict)
+    for label, n in counts.items():
+        groups[label.strip().casefold()][label] = n
+    case_groups = [dict(sorted(group.items())) for _, group in sorted(groups.items())
+                   if len(group) > 1]
+    total = sum(counts.values())
+    rare = {label: n for label, n in sorted(counts.items()) if n < rare_fraction * total}
+    return case_groups, rare
+
+
+def warn_suspicious_labels(path, label_column, counts):
+    """Logs a warning listing the counts of `suspicious_labels`, if there are any."""
+    case_groups, rare = suspicious_labels(counts)
+    for group in case_groups:
+        logging.warning("%s: column %r has labels that differ only by case, each a class of "
+                        "its own: %s; fix the file or give the labels (--label_names)",
+                        path, label_column, group)
+    if rare:
+        logging.warning("%s: column %r has labels on fewer than 1%% of the %d rows: %s",
+                        path, label_column, sum(counts.values()), rare)
+
+
 def custom_task(data_dir, text_column, text_pair_column=None, label_column="label",
                 label_names=None, regression=False, name="custom"):
     """A `Task` for users' own CSV/TSV/JSONL files `train.*`, `dev.*` (and `test.*`).
@@ -425,22 +459,25 @@ def custom_task(data_dir, text_column, text_pair_column=None, label_column="labe
         if not label_names:
             path = os.path.join(data_dir, files["train"])
             # Lenient: read_split reports the bad rows later.
-            values = {str(record[label_column]).strip()
-                      for _, record in _records(path, _BadRows(path, skip=True),
-                                                [label_column])}
-            values.discard("")
-            if len(values) < 2:
-                raise DataError(f"{path}: column {label_column!r} has {len(values)} distinct "
+            counts = collections.Counter(
+                str(record[label_column]).strip()
+                for _, record in _records(path, _BadRows(path, skip=True), [label_column]))
+            counts.pop("", None)
+            if len(counts) < 2:
+                raise DataError(f"{path}: column {label_column!r} has {len(counts)} distinct "
                                 "label(s); classification needs at least 2")
-            label_names = _sorted_labels(values)
+            label_names = _sorted_labels(counts)
             logging.info("labels from %s: %s", path, list(label_names))
+            warn_suspicious_labels(path, label_column, counts)
         metrics = ("accuracy", "f1", "mcc") if len(label_names) == 2 else ("accuracy", "mcc")
     text_columns = (text_column,) + ((text_pair_column,) if text_pair_column else ())
     return Task(name=name, glue_name=name, text_columns=text_columns,
                 label_column=label_column,
                 label_names=None if regression else tuple(label_names),
                 metrics=metrics, main_metric=metrics[0], files=files,
-                submissions={"test": "test_predictions.tsv"} if test else {})
+                # Its predictions (with probabilities) are fine-tuning's
+                # test_predictions.tsv; GLUE's submission format is for GLUE.
+                submissions={})
 
 
 # === tf.data ===
@@ -555,6 +592,40 @@ def make_dataset(examples, tokenizer, max_seq_length, batch_size, *, shuffle=Fal
     features = ExampleEncoder(tokenizer, max_seq_length)(examples)
     return batch_dataset(features, examples.labels if with_labels else None,
                          batch_size=batch_size, shuffle=shuffle, seed=seed)
+
+
+def write_predictions(path, task, ids, logits, labels=None):
+    """Writes every example's prediction with its probabilities (regression: its score).
+
+    Columns: `id` (`Examples.ids`), `prediction` (a label name, or the score), then for
+    classification one `p_<label>` column per label (softmax probabilities), and `label`
+    (the true one) when `labels` are given.
+
+    Args:
+      logits: `[n, num_labels]` logits, or `[n]`/`[n, 1]` scores (regression).
+      labels: optional `[n]` true class ids or scores.
+    """
+    logits = np.asarray(logits, np.float64)
+    if len(logits) != len(ids):
+        raise ValueError(f"{len(ids)} ids but {len(logits)} predictions")
+    header = ["id", "prediction"]
+    if task.is_regression:
+        scores = logits.reshape(len(logits), -1)[:, 0]
+        rows = [[i, f"{s:.6g}"] for i, s in zip(ids, scores)]
+    else:
+        shifted = np.exp(logits - logits.max(-1, keepdims=True))
+        probs = shifted / shifted.sum(-1, keepdims=True)
+        header += [f"p_{name}" for name in task.label_names]
+        rows = [[i, task.label_names[p.argmax()]] + [f"{v:.6f}" for v in p]
+                for i, p in zip(ids, probs)]
+    if labels is not None:
+        header.append("label")
+        for row, y in zip(rows, labels):
+            row.append(f"{y:.6g}" if task.is_regression else task.label_names[int(y)])
+    tmp = path + ".tmp"
+    with tf.io.gfile.GFile(tmp, "w") as f:
+        f.write("".join("\t".join(map(str, row)) + "\n" for row in [header] + rows))
+    tf.io.gfile.rename(tmp, path, overwrite=True)
 
 
 def write_submission(path, task, ids, predictions):

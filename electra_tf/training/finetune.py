@@ -22,15 +22,29 @@ Output directory of one run (`seeds=1`):
     vocab.txt              the vocabulary (tokenize with finetune_config.lowercase)
     eval_results.json      the summary `run_finetuning` returns: medians over seeds,
                            the best seed, and each run's {"seed", "train": {examples,
-                           steps, seconds, loss_per_epoch}, "dev": {metric: value},
-                           other dev splits (MNLI "dev_mismatched")}
+                           steps, seconds, loss_per_epoch, best_epoch}, "dev": {metric:
+                           value} (of the best epoch), other dev splits (MNLI
+                           "dev_mismatched"), "epochs": [each epoch's record]}
+    metrics.jsonl          one record per epoch: {"epoch", "step", "loss", "<split>_<metric>"
+                           for every dev split, on the whole split}
+    tensorboard/           the same records as TensorBoard scalars (by step)
+    dev_predictions.tsv    every dev example: id, prediction, p_<label> probabilities
+                           (regression: the score), true label (`glue.write_predictions`;
+                           MNLI also dev_mismatched_predictions.tsv)
+    test_predictions.tsv   the same for the test split(s), if data_dir has them (ids: the
+                           file's index column, else 0-based row numbers)
     SST-2.tsv              GLUE submission for the test split, if data_dir has one
                            (`index<TAB>prediction`; MNLI: MNLI-m.tsv and MNLI-mm.tsv)
 
+Every epoch ends with an evaluation on the whole dev split(s); the saved model is the
+best epoch's by the task's main metric on the first dev split (`best_epoch`). With
+`max_steps` training stops after that many updates (the learning-rate schedule ends
+there), with a last evaluation.
+
 With `seeds=N > 1`, each seed `s` (cfg.seed, cfg.seed + 1, ...) runs into `seed_<s>/`
 with the layout above (its eval_results.json holding that run's results), and the top
-level holds the summary eval_results.json and the submission files of the best seed by
-the main dev metric; `load_finetuned(output_dir)` then loads the best seed's model.
+level holds the summary eval_results.json and the submission and predictions files of
+the best seed by the main dev metric; `load_finetuned(output_dir)` then loads the best seed's model.
 
 Under MultiWorkerMirroredStrategy every worker trains and evaluates (both are
 collective: the dev metrics cover the whole dev set, gathered over the workers), and
@@ -68,6 +82,8 @@ MODEL_JSON = artifacts.MODEL_JSON
 WEIGHTS = artifacts.WEIGHTS
 VOCAB = artifacts.VOCAB
 EVAL_RESULTS_JSON = artifacts.EVAL_RESULTS_JSON
+METRICS_JSONL = "metrics.jsonl"
+TENSORBOARD = "tensorboard"
 
 # (learning rate, layer decay) by model size, from the ELECTRA paper's appendix; "tiny"
 # is ours: at 3e-4 a 4-layer, 128-wide model still underfits SST-2 after 3 epochs.
@@ -113,6 +129,7 @@ class FinetuneConfig:
     clip_norm: float = 1.0
     seed: int = 42
     max_train_examples: int = 0  # 0: all; else a random sample (seeded, the same for every seed)
+    max_steps: int = 0  # 0: all epochs; else stop after this many updates
     skip_bad_rows: bool = False
     text_column: str = "text"
     text_pair_column: str = ""
@@ -136,6 +153,8 @@ class FinetuneConfig:
             raise ValueError(f"layer_decay must be in (0, 1], got {self.layer_decay}")
         if not 0 <= self.warmup_fraction <= 1:
             raise ValueError(f"warmup_fraction must be in [0, 1], got {self.warmup_fraction}")
+        if self.max_steps < 0:
+            raise ValueError(f"max_steps must be >= 0, got {self.max_steps}")
         if self.max_train_examples < 0:
             raise ValueError(f"max_train_examples must be >= 0, got {self.max_train_examples}")
         object.__setattr__(self, "label_names", tuple(self.label_names))
@@ -342,6 +361,84 @@ def encode_task_data(data, tokenizer, max_seq_length):
                     {s: encode(e) for s, e in data.tests.items()})
 
 
+def _tensorboard_writer(directory):
+    return tf.summary.create_file_writer(directory)
+
+
+class EpochEvaluation(keras.callbacks.Callback):
+    """Evaluates the task's metrics on whole dev splits after every epoch, writes one
+    record per epoch to metrics.jsonl and TensorBoard, keeps the best epoch's weights
+    (by the main metric on the first split) and restores them when training ends; stops
+    training after `max_steps` updates (0: never).
+
+    Every worker of a multi-worker job runs it (the evaluation is collective); only a
+    `write` one writes.
+
+    Attributes:
+      records: the epochs' records, {"epoch", "step", "loss", "<split>_<metric>"}.
+      results: {split: {metric: value}} of the best epoch.
+      best_epoch: 1-based.
+    """
+
+    def __init__(self, task, evals, run_dir, write=True, max_steps=0):
+        super().__init__()
+        self.task = task
+        self.evals = evals
+        self.run_dir = run_dir
+        self.write = write
+        self.max_steps = max_steps
+        self.records, self.results, self.best_epoch = [], {}, None
+        self._best_value, self._best_weights, self._writer = None, None, None
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.max_steps and int(self.model.optimizer.iterations.numpy()) >= self.max_steps:
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        step = int(self.model.optimizer.iterations.numpy())
+        record = {"epoch": epoch + 1, "step": step, "loss": float((logs or {}).get("loss", 0))}
+        results = {name: evaluate(self.model, self.task, split)
+                   for name, split in self.evals.items()}
+        for name, metrics in results.items():
+            record.update({f"{name}_{m}": float(metrics[m]) for m in self.task.metrics})
+        self.records.append(record)
+        logging.info("epoch %d (step %d): %s", epoch + 1, step, ", ".join(
+            f"{k}={v:.4g}" for k, v in record.items() if k not in ("epoch", "step")))
+        first = next(iter(results))
+        value = results[first][self.task.main_metric]
+        if self._best_value is None or value > self._best_value:
+            self._best_value, self.best_epoch, self.results = value, epoch + 1, results
+            self._best_weights = self.model.get_weights()
+        if self.write:
+            self._write(record)
+
+    def _write(self, record):
+        tf.io.gfile.makedirs(self.run_dir)
+        with tf.io.gfile.GFile(os.path.join(self.run_dir, METRICS_JSONL), "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self._writer is None:
+            self._writer = _tensorboard_writer(os.path.join(self.run_dir, TENSORBOARD))
+        with self._writer.as_default(step=record["step"]):
+            for key, value in record.items():
+                if key != "step":
+                    tf.summary.scalar(key, value)
+        self._writer.flush()
+
+    def on_train_end(self, logs=None):
+        if self._best_weights is not None and self.best_epoch != len(self.records):
+            logging.info("Keeping the weights of epoch %d (best dev %s)", self.best_epoch,
+                         self.task.main_metric)
+            self.model.set_weights(self._best_weights)
+        if self._writer is not None:
+            self._writer.close()
+
+
+def num_train_steps(cfg, num_train):
+    """Updates of the whole run: all epochs, or cfg.max_steps if fewer."""
+    steps = math.ceil(num_train / cfg.batch_size) * cfg.epochs
+    return min(steps, cfg.max_steps) if cfg.max_steps else steps
+
+
 def train_one(cfg, task, data, init, run_dir, verbose=0, strategy=None, precision="float32",
               jit_compile="auto", write=True):
     """Fine-tunes one seed (cfg.seed, cfg resolved) on encoded `TaskData`; writes
@@ -352,16 +449,18 @@ def train_one(cfg, task, data, init, run_dir, verbose=0, strategy=None, precisio
     num_train = len(data.train.examples)
     with runtime.precision_policy(precision), (strategy or tf.distribute.get_strategy()).scope():
         model = build_classifier(init, task, cfg.max_seq_length)
-        compile_classifier(model, cfg, task, math.ceil(num_train / cfg.batch_size) * cfg.epochs,
-                           jit_compile)
+        compile_classifier(model, cfg, task, num_train_steps(cfg, num_train), jit_compile)
         # Built before fit, so the train function is traced once, not again after its
         # first call creates the optimizer's variables.
         model.optimizer.build(model.trainable_variables)
     train_dataset = glue.batch_dataset(data.train.features, data.train.examples.labels,
                                        batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed)
+    evaluation = EpochEvaluation(task, {n: s for n, s in data.evals.items()}, run_dir,
+                                 write=write, max_steps=cfg.max_steps)
     start = time.time()
     # The dataset reshuffles itself every epoch.
-    history = model.fit(train_dataset, epochs=cfg.epochs, verbose=verbose, shuffle=False)
+    history = model.fit(train_dataset, epochs=cfg.epochs, verbose=verbose, shuffle=False,
+                        callbacks=[evaluation])
     seconds = time.time() - start
     results = {
         "task": task.name,
@@ -369,20 +468,32 @@ def train_one(cfg, task, data, init, run_dir, verbose=0, strategy=None, precisio
         "seed": cfg.seed,
         "train": {"examples": num_train, "steps": int(model.optimizer.iterations.numpy()),
                   "seconds": round(seconds, 1),
-                  "loss_per_epoch": [round(v, 5) for v in history.history["loss"]]},
+                  "loss_per_epoch": [round(v, 5) for v in history.history["loss"]],
+                  "best_epoch": evaluation.best_epoch},
+        **evaluation.results,
+        "epochs": evaluation.records,
     }
-    for name, split in data.evals.items():
-        results[name] = evaluate(model, task, split)
-        logging.info("seed %d %s: %s", cfg.seed, name, results[name])
+    for name in data.evals:
+        logging.info("seed %d %s (epoch %d): %s", cfg.seed, name, evaluation.best_epoch,
+                     results[name])
     if write:
         save_finetuned(model, cfg, init.vocab_path, run_dir)
-    for name, split in data.tests.items():
-        # Every worker predicts (a collective); the chief writes.
+    # Every worker predicts (a collective); the chief writes.
+    for name, split in {**data.evals, **data.tests}.items():
         logits = predict_logits(model, split)
-        if write:
+        if not write:
+            continue
+        glue.write_predictions(os.path.join(run_dir, predictions_file(name)), task,
+                               split.examples.ids, logits, split.examples.labels)
+        if name in task.submissions:
             glue.write_submission(os.path.join(run_dir, task.submissions[name]), task,
                                   split.examples.ids, logits)
     return results
+
+
+def predictions_file(split):
+    """The predictions file of a split: dev_predictions.tsv, test_predictions.tsv, ..."""
+    return f"{split}_predictions.tsv"
 
 
 def _write_json(path, value):
@@ -499,7 +610,9 @@ def _finetune(cfg, task, data, init, tokenizer, output_dir, *, seeds, overwrite,
     if not chief:
         return summary
     if seeds > 1:
-        for name in (task.submissions[s] for s in data.tests):
+        best_files = [task.submissions[s] for s in data.tests if s in task.submissions]
+        best_files += [predictions_file(s) for s in [*data.evals, *data.tests]]
+        for name in best_files:
             tf.io.gfile.copy(os.path.join(output_dir, summary["best_run"], name),
                              os.path.join(output_dir, name), overwrite=True)
     _write_json(os.path.join(output_dir, EVAL_RESULTS_JSON), summary)

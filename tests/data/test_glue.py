@@ -183,7 +183,7 @@ def test_custom_csv_with_quotes_and_inferred_labels(tmp_path):
         "train": "train.csv", "dev": "dev.csv"}
     train = glue.read_split(task, str(tmp_path), "train")
     assert train.texts_a == ["Hello, world", "two\nlines", "x"]
-    assert train.labels.tolist() == [0, 1, 0] and train.ids == ["2", "4", "5"]
+    assert train.labels.tolist() == [0, 1, 0] and train.ids == ["0", "1", "2"]
     assert task.metrics == ("accuracy", "f1", "mcc") and not task.test_splits
     with open(tmp_path / "dev.csv", "ab") as f:
         f.write(b'3,"multi\nline",refunds\n2,"\xff",billing\n')

@@ -137,10 +137,14 @@ def test_two_seeds_write_runs_medians_and_the_best_model(tmp_path, tiny_model_di
     summary = finetune.run_finetuning(tiny_config(tiny_model_dir, seed=7), data_dir, out,
                                       seeds=2)
     assert summary["seeds"] == [7, 8]
-    assert sorted(os.listdir(out)) == ["MRPC.tsv", "eval_results.json", "seed_7", "seed_8"]
+    # The best seed's predictions at the top level.
+    assert sorted(os.listdir(out)) == [
+        "MRPC.tsv", "dev_predictions.tsv", "eval_results.json", "seed_7", "seed_8",
+        "test_predictions.tsv"]
     assert sorted(os.listdir(os.path.join(out, "seed_7"))) == sorted(
         ["MRPC.tsv", "eval_results.json", "finetune_config.json", "model.json",
-         "model.weights.h5", "vocab.txt"])
+         "model.weights.h5", "vocab.txt", "metrics.jsonl", "tensorboard",
+         "dev_predictions.tsv", "test_predictions.tsv"])
     assert json.load(open(os.path.join(out, "eval_results.json"))) == summary
     per_seed = [r["dev"] for r in summary["runs"]]
     for metric in ("accuracy", "f1"):
@@ -200,8 +204,11 @@ def test_regression_with_the_papers_defaults_and_layerwise_rates(tmp_path, tiny_
     # STS-B trains 10 epochs; 4 sampled examples are 1 batch of 8 per epoch.
     assert (run["train"]["examples"], run["train"]["steps"]) == (4, 10)
     # No test.tsv: no submission, and nothing else is missing.
-    assert sorted(os.listdir(out)) == ["eval_results.json", "finetune_config.json",
-                                       "model.json", "model.weights.h5", "vocab.txt"]
+    assert sorted(os.listdir(out)) == [
+        "dev_predictions.tsv", "eval_results.json", "finetune_config.json", "metrics.jsonl",
+        "model.json", "model.weights.h5", "tensorboard", "vocab.txt"]
+    header = open(os.path.join(out, "dev_predictions.tsv")).readline().split()
+    assert header == ["id", "prediction", "label"]  # regression: the score
 
     model, saved, _, label_names = finetune.load_finetuned(out)
     assert model.num_labels == 1 and label_names == ()
