@@ -45,6 +45,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from electra_tf.data import files
 from electra_tf.text.packing import pack_pair, pack_single
 
 BINARY = ("0", "1")
@@ -622,10 +623,8 @@ def write_predictions(path, task, ids, logits, labels=None):
         header.append("label")
         for row, y in zip(rows, labels):
             row.append(f"{y:.6g}" if task.is_regression else task.label_names[int(y)])
-    tmp = path + ".tmp"
-    with tf.io.gfile.GFile(tmp, "w") as f:
-        f.write("".join("\t".join(map(str, row)) + "\n" for row in [header] + rows))
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+    files.write_text_atomic(
+        path, "".join("\t".join(map(str, row)) + "\n" for row in [header] + rows))
 
 
 def write_submission(path, task, ids, predictions):
