@@ -169,8 +169,9 @@ TINY_CLASSIFIER = [
     "model.num_heads=2", "model.intermediate_size=32", "model.max_position_embeddings=32",
     "model.dropout_rate=0.0", "model.attention_dropout_rate=0.0", "data.max_seq_length=16",
 ]
-FINETUNED_FILES = ["eval_results.json", "finetune_config.json", "model.json",
-                   "model.weights.h5", "test_predictions.tsv", "vocab.txt"]
+FINETUNED_FILES = ["dev_predictions.tsv", "eval_results.json", "finetune_config.json",
+                   "metrics.jsonl", "model.json", "model.weights.h5", "tensorboard",
+                   "test_predictions.tsv", "vocab.txt"]
 DEV_ROWS = 301  # 3 prediction batches of 128; the last one splits 23/22 over the workers
 
 # Runs the worker's command (argv[2:]) in DIR/worker_<task index> (DIR = argv[1]): a
