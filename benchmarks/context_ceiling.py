@@ -62,6 +62,11 @@ flags.DEFINE_list("conv_lr", ["1e-3"], "Learning rates of the conv arm (one run 
 flags.DEFINE_list("discriminator_lr", ["1e-3"], "Learning rates of the discriminator arm.")
 flags.DEFINE_multi_string("override", [], "Config overrides for the discriminator arm, "
                           "e.g. model.initializer_range=0.09.")
+flags.DEFINE_enum("position_init", "learned", ["learned", "sinusoidal"],
+                  "Discriminator arm: the position table as initialised (learned = the "
+                  "config's truncated normal; sinusoidal = sin/cos rows, still trained).")
+flags.DEFINE_float("position_scale", None, "RMS of a sinusoidal position row (default: "
+                   "the config's initializer_range).")
 flags.DEFINE_integer("count_batches", 600, "Batches that give the unigram (and bigram) "
                      "counts. Too few, and rare tokens are never drawn as replacements, "
                      "which token identity alone then detects.")
@@ -163,6 +168,29 @@ class _Scorer:
         return self.model(inputs, training=False)
 
 
+def sinusoid_table(rows, width, rms):
+    """`[rows, width]` sin/cos rows (Vaswani et al.) rescaled to row RMS `rms`.
+
+    Any fixed offset is a linear map of such rows, so one query/key product can
+    pick "the token before" at every position; a random table has to learn it
+    separately for each of its rows.
+    """
+    position = np.arange(rows)[:, None]
+    freq = np.exp(-np.log(10000.0) * (np.arange(0, width, 2) / width))
+    table = np.zeros((rows, width), np.float32)
+    table[:, 0::2] = np.sin(position * freq)
+    table[:, 1::2] = np.cos(position * freq)[:, : width // 2]
+    return table * (rms / np.sqrt(np.mean(table ** 2)))
+
+
+def set_sinusoidal_positions(model, corpus, rms):
+    """Builds `model` on one batch and overwrites its position table."""
+    inputs, _, _ = next(iter(corpus.batches(1)))
+    model(inputs)
+    table = model.encoder.embeddings.position_embedding.position_embeddings
+    table.assign(sinusoid_table(*table.shape, rms))
+
+
 def train_arm(name, model, optimizer, corpus, probe, steps, probe_every):
     """Trains `model` on the corrupted batches; returns the arm's JSON record."""
 
@@ -246,13 +274,18 @@ def main(argv):
                 else:
                     model = ElectraDiscriminator(
                         dataclasses.asdict(cfg.model.discriminator_encoder()))
+                    if FLAGS.position_init == "sinusoidal":
+                        set_sinusoidal_positions(
+                            model, corpus, FLAGS.position_scale or cfg.model.initializer_range)
                     # The pretraining optimizer itself (warmup, decay, clipping, AdamW).
                     optimizer = pretrain_lib.build_optimizer(
                         config_lib.apply_overrides(cfg, [f"train.learning_rate={lr}"]))
                 record = train_arm(arm, model, optimizer, corpus, probe, FLAGS.steps,
                                    FLAGS.probe_every)
-                emit({"arm": arm, "lr": lr, **({"overrides": FLAGS.override}
-                                               if arm == "discriminator" else {}), **record})
+                extra = ({"overrides": FLAGS.override, "position_init": FLAGS.position_init,
+                          "position_scale": FLAGS.position_scale}
+                         if arm == "discriminator" else {})
+                emit({"arm": arm, "lr": lr, **extra, **record})
         else:
             raise app.UsageError(f"unknown arm {arm!r} (bigram, conv, discriminator)")
     if FLAGS.plot:

@@ -15,6 +15,8 @@ import keras
 import tensorflow as tf
 from absl import logging
 
+from electra_tf.data import files
+
 
 def _rng_states(model):
     """The state variables of every Keras SeedGenerator in the model (dropout, sampling).
@@ -235,6 +237,8 @@ class MetricsLogger(keras.callbacks.Callback):
         self._last_step = int(self.model.optimizer.iterations.numpy())
         self._last_time = time.perf_counter()
         self._last_epoch = True
+        if self.write:
+            truncate_records(self.jsonl_path, self._last_step)
 
     def on_epoch_begin(self, epoch, logs=None):
         self._last_epoch = epoch + 1 >= (self.params or {}).get("epochs", 1)
@@ -294,10 +298,47 @@ def metrics_jsonl_path(model_dir):
     return os.path.join(model_dir, "metrics.jsonl")
 
 
-def read_metrics(model_dir):
-    """The records of model_dir's metrics.jsonl, oldest first ([] if there is none)."""
-    path = metrics_jsonl_path(model_dir)
+def _read_records(path):
+    """Parsed lines of a JSON-lines file; a torn last line (a kill mid-append) is dropped.
+
+    A bad line anywhere else is damage, not a kill, and raises ValueError naming it.
+    """
     if not tf.io.gfile.exists(path):
         return []
     with tf.io.gfile.GFile(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+        lines = [line for line in f.read().split("\n") if line.strip()]
+    records = []
+    for number, line in enumerate(lines, 1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if number == len(lines):
+                logging.warning("%s: torn last line dropped (the run was killed mid-write)",
+                                path)
+                break
+            raise ValueError(f"{path}: line {number} is not JSON") from None
+    return records
+
+
+def truncate_records(path, step):
+    """Keeps the records of `path` up to `step` (the restored checkpoint's), atomically.
+
+    After a kill, the file may hold records past the checkpoint the run resumes
+    from (they are trained again and would appear twice) and a torn last line.
+    """
+    if not tf.io.gfile.exists(path):
+        return
+    records = _read_records(path)
+    kept = [r for r in records if r.get("step", 0) <= step]
+    with tf.io.gfile.GFile(path) as f:
+        clean = f.read() == "".join(json.dumps(r) + "\n" for r in records)
+    if len(kept) == len(records) and clean:
+        return
+    logging.info("%s: %d record(s) past the restored step %d dropped", path,
+                 len(records) - len(kept), step)
+    files.write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))
+
+
+def read_metrics(model_dir):
+    """The records of model_dir's metrics.jsonl, oldest first ([] if there is none)."""
+    return _read_records(metrics_jsonl_path(model_dir))
