@@ -67,6 +67,8 @@ flags.DEFINE_enum("position_init", "learned", ["learned", "sinusoidal"],
                   "config's truncated normal; sinusoidal = sin/cos rows, still trained).")
 flags.DEFINE_float("position_scale", None, "RMS of a sinusoidal position row (default: "
                    "the config's initializer_range).")
+flags.DEFINE_integer("seq_length", None, "Crop the training batches and the probe's "
+                     "sequences to this many tokens (default: the data's length).")
 flags.DEFINE_integer("count_batches", 600, "Batches that give the unigram (and bigram) "
                      "counts. Too few, and rare tokens are never drawn as replacements, "
                      "which token identity alone then detects.")
@@ -105,13 +107,15 @@ class Corpus:
     def batches(self, steps):
         """(inputs, labels, candidates) of each step: unigram-corrupted training batches."""
         for step, batch in enumerate(self.dataset.take(steps)):
-            ids, real = original_ids(batch), batch[schema.PADDING_MASK].numpy()
+            crop = slice(None, FLAGS.seq_length)
+            ids = original_ids(batch)[:, crop]
+            real = batch[schema.PADDING_MASK].numpy()[:, crop]
             candidates = real & ~np.isin(ids, self.special)
             corrupted, labels = diagnostics.unigram_corruption(
                 ids, candidates, self.rate, self.unigram, seed=self.seed * 100003 + step)
             inputs = {schema.TOKEN_IDS: tf.constant(corrupted),
-                      schema.SEGMENT_IDS: batch[schema.SEGMENT_IDS],
-                      schema.PADDING_MASK: batch[schema.PADDING_MASK]}
+                      schema.SEGMENT_IDS: batch[schema.SEGMENT_IDS][:, crop],
+                      schema.PADDING_MASK: batch[schema.PADDING_MASK][:, crop]}
             yield inputs, tf.constant(labels), tf.constant(candidates.astype(np.float32))
 
 
@@ -251,7 +255,7 @@ def main(argv):
     probe_text = FLAGS.probe_text or shared_data.heldout_files(shared_data.SHARED_DATA / "corpus")
     corpus = Corpus(cfg, FLAGS.data_dir, FLAGS.count_batches, FLAGS.rate, FLAGS.seed)
     probe = diagnostics.ContextProbe.from_text(
-        probe_text, corpus.tokenizer, cfg.data.max_seq_length,
+        probe_text, corpus.tokenizer, FLAGS.seq_length or cfg.data.max_seq_length,
         cfg.diagnostics.context_probe_sequences, rate=FLAGS.rate, seed=FLAGS.seed)
     records = []
 
@@ -283,7 +287,8 @@ def main(argv):
                 record = train_arm(arm, model, optimizer, corpus, probe, FLAGS.steps,
                                    FLAGS.probe_every)
                 extra = ({"overrides": FLAGS.override, "position_init": FLAGS.position_init,
-                          "position_scale": FLAGS.position_scale}
+                          "position_scale": FLAGS.position_scale,
+                          "seq_length": FLAGS.seq_length}
                          if arm == "discriminator" else {})
                 emit({"arm": arm, "lr": lr, **extra, **record})
         else:
