@@ -21,18 +21,26 @@ traceback (status 1). The traceback of a user error is still logged at debug lev
 """
 
 import functools
+import re
 import sys
 
+import tensorflow as tf
 from absl import logging
 
-USER_ERRORS = (ValueError, OSError)
+# TensorFlow's file ops raise these for an unwritable path and a full disk (and the
+# second for memory too: also something the user fixes, not a bug).
+USER_ERRORS = (ValueError, OSError, tf.errors.PermissionDeniedError,
+               tf.errors.ResourceExhaustedError)
 EXIT_USER_ERROR = 2
 
 
 def error_line(error):
     """`error: <message>` on one line, even if the message spans several (e.g. a TF
     error's context)."""
-    message = " ".join(str(error).split("\n")).strip() or type(error).__name__
+    text = error.message if isinstance(error, tf.errors.OpError) else str(error)
+    # TF prefixes the op's name ("{{function_node ...}}"): noise to a user.
+    text = re.sub(r"\{\{[^}]*\}\}\s*", "", text)
+    message = " ".join(text.split("\n")).strip() or type(error).__name__
     return f"error: {message}"
 
 

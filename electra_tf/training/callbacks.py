@@ -46,6 +46,15 @@ def _short_reason(error):
     return f"{type(error).__name__}: {text}"
 
 
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (disk full, permissions); earlier ones are intact."""
+
+
+# What a full or unwritable file system raises from TF's file ops.
+_WRITE_ERRORS = (OSError, tf.errors.ResourceExhaustedError, tf.errors.PermissionDeniedError,
+                 tf.errors.FailedPreconditionError, tf.errors.UnknownError)
+
+
 class TrainingCheckpoint:
     """Model, optimizer and RNG states in `directory`, the last `max_to_keep` kept.
 
@@ -149,7 +158,19 @@ class TrainingCheckpoint:
             self.checkpoint.write(os.path.join(self._scratch, "ckpt"))
             tf.io.gfile.rmtree(self._scratch)
             return None
-        path = self.manager.save(checkpoint_number=step)
+        try:
+            path = self.manager.save(checkpoint_number=step)
+        except _WRITE_ERRORS as e:
+            # The partial files would only hold on to the space a resume needs.
+            for leftover in tf.io.gfile.glob(os.path.join(self.directory, f"ckpt-{step}[._]*")):
+                if tf.io.gfile.isdir(leftover):
+                    tf.io.gfile.rmtree(leftover)
+                else:
+                    tf.io.gfile.remove(leftover)
+            raise CheckpointWriteError(
+                f"cannot write the step-{step} checkpoint in {self.directory} "
+                f"({_short_reason(e)}); the latest complete checkpoint is "
+                f"{self.latest or 'none'}, and a re-run resumes from it") from None
         logging.info("Saved checkpoint %s", path)
         return path
 

@@ -309,7 +309,9 @@ def _train(cfg, data_dir, model_dir, tokenizer, probe, strategy, chief, *, max_s
             make_distributed_dataset(strategy, cfg, data_dir, tokenizer, start_step=start),
             epochs=1,
             steps_per_epoch=target - start,
-            callbacks=[checkpointer, logger],
+            # The logger first: a step's record is written before its checkpoint, so a
+            # kill during the save loses no record that a resume would not write again.
+            callbacks=[logger, checkpointer],
             verbose=verbose if chief else 0,
         )
         if checkpointer.error is not None:

@@ -70,3 +70,17 @@ def test_a_user_error_is_one_line_and_exit_status_2(case, tmp_path):
     for text in expected:
         assert text in lines[0], lines[0]
     assert result.returncode == 2, result.stderr[-3000:]
+
+
+def test_file_system_errors_of_tensorflow_are_one_line_without_the_op_name():
+    sys.path.insert(0, str(REPO_ROOT / "tools"))
+    import tensorflow as tf
+    import tool_errors
+
+    for error in (tf.errors.PermissionDeniedError(None, None, "/ro/x; Read-only file system"),
+                  tf.errors.ResourceExhaustedError(
+                      None, None, "{{function_node __wrapped__SaveV2}} /d/ckpt-3_temp/part; "
+                      "No space left on device\n[Op:SaveV2]")):
+        assert isinstance(error, tool_errors.USER_ERRORS)
+    assert tool_errors.error_line(error) == ("error: /d/ckpt-3_temp/part; No space left on "
+                                             "device [Op:SaveV2]")

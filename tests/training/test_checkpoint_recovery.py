@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from electra_tf.training.callbacks import CheckpointRestoreError, TrainingCheckpoint
+from electra_tf.training.callbacks import (CheckpointRestoreError, CheckpointWriteError,
+                                         TrainingCheckpoint)
 
 
 def make_model():
@@ -121,3 +122,32 @@ def test_resaving_the_damaged_step_replaces_it(tmp_path):
 
 def test_empty_directory_starts_at_zero(tmp_path):
     assert restore(tmp_path / "none")[0] == 0
+
+
+def test_a_failed_save_names_the_latest_good_checkpoint_and_leaves_no_partial_files(
+        tmp_path, monkeypatch):
+    directory = tmp_path / "ckpts"
+    saved_steps(directory, steps=(1, 2))
+    model = make_model()
+    checkpoint = TrainingCheckpoint(model, str(directory))
+    model.optimizer.iterations.assign(3)
+    real_save = checkpoint.manager.save
+
+    def full_disk(checkpoint_number):
+        # What a full disk leaves: the temp dir of the step, then TF's error.
+        (directory / f"ckpt-{checkpoint_number}_temp").mkdir()
+        (directory / f"ckpt-{checkpoint_number}_temp" / "part-0").write_bytes(b"x")
+        raise tf.errors.ResourceExhaustedError(None, None, "No space left on device")
+
+    monkeypatch.setattr(checkpoint.manager, "save", full_disk)
+    with pytest.raises(CheckpointWriteError) as raised:
+        checkpoint.save()
+    message = str(raised.value)
+    assert message.startswith(f"cannot write the step-3 checkpoint in {directory} "
+                              "(ResourceExhaustedError: No space left on device)")
+    assert message.endswith(f"the latest complete checkpoint is {directory / 'ckpt-2'}, "
+                            "and a re-run resumes from it")
+    assert isinstance(raised.value, OSError)  # tools show it as one `error:` line
+    assert not glob.glob(str(directory / "ckpt-3*"))
+    monkeypatch.setattr(checkpoint.manager, "save", real_save)
+    assert checkpoint.restore_latest() == 2
