@@ -12,7 +12,12 @@ generator) and compares, on the same batches and the same probe:
                   No training: the context the data offers at this size.
   conv            a one-layer convolutional detector (embedding 64, Conv1D 256 wide, kernel
                   5, GELU, linear): a network that sees neighbours from step 0.
-  discriminator   the config's ELECTRA discriminator (the same encoder `pretrain.py` trains).
+  discriminator   the config's ELECTRA discriminator (the same encoder `pretrain.py` trains);
+                  --position_init=sinusoidal, --seq_length and --override try what might
+                  make it start using its neighbours.
+  hf              Hugging Face's ElectraForPreTraining (PyTorch) of the same sizes and
+                  optimizer on the same batches (`make install-parity`): a peer that tells
+                  a property of the architecture at this scale from a defect of ours.
 
 Trained arms log the probe every `--probe_every` steps. One JSON line per arm:
 
@@ -216,6 +221,10 @@ def train_arm(name, model, optimizer, corpus, probe, steps, probe_every):
             curve.append([i, round(auc, 4)])
             logging.info("%s step %d: train loss %.4f, context_auc %.4f", name, i,
                          np.mean(losses[-probe_every:]), auc)
+    return _summary(curve, losses, steps, probe_every, start)
+
+
+def _summary(curve, losses, steps, probe_every, start):
     aucs = [auc for _, auc in curve]
     return {"steps": steps, "seconds": round(time.time() - start, 1),
             "context_auc": aucs[-1], "context_auc_max": max(aucs),
@@ -223,6 +232,80 @@ def train_arm(name, model, optimizer, corpus, probe, steps, probe_every):
             "first_step_at_0.7": next((s for s, a in curve if a >= 0.7), None),
             "train_loss_last": round(float(np.mean(losses[-probe_every:])), 4),
             "curve": curve}
+
+
+class _TorchScorer:
+    """`token_scores` of a Hugging Face ElectraForPreTraining (its RTD logits)."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def token_scores(self, inputs, mask_id=None):
+        import torch
+
+        del mask_id
+        self.model.eval()
+        with torch.no_grad():
+            logits = self.model(**_torch_inputs(inputs)).logits
+        self.model.train()
+        return tf.constant(logits.numpy())
+
+
+def _torch_inputs(inputs):
+    import torch
+
+    return {"input_ids": torch.from_numpy(np.asarray(inputs[schema.TOKEN_IDS], np.int64)),
+            "token_type_ids": torch.from_numpy(np.asarray(inputs[schema.SEGMENT_IDS],
+                                                          np.int64)),
+            "attention_mask": torch.from_numpy(np.asarray(inputs[schema.PADDING_MASK],
+                                                          np.int64))}
+
+
+def train_hf_arm(cfg, corpus, probe, steps, probe_every, lr):
+    """The discriminator arm with Hugging Face's own ELECTRA (PyTorch) on the same batches.
+
+    Same sizes, initializer range, AdamW (no decay on biases and LayerNorms), warmup,
+    linear decay and clipping as our optimizer: a peer that tells a property of the
+    architecture at this scale from a defect of ours.
+    """
+    import torch
+    import transformers
+
+    torch.manual_seed(FLAGS.seed)
+    m, t = cfg.model, cfg.train
+    model = transformers.ElectraForPreTraining(transformers.ElectraConfig(
+        vocab_size=corpus.tokenizer.vocab_size, embedding_size=m.embedding_size,
+        hidden_size=m.hidden_size, num_hidden_layers=m.num_layers,
+        num_attention_heads=m.num_heads, intermediate_size=m.intermediate_size,
+        hidden_act="gelu", hidden_dropout_prob=m.dropout_rate,
+        attention_probs_dropout_prob=m.attention_dropout_rate,
+        max_position_embeddings=m.max_position_embeddings, type_vocab_size=m.type_vocab_size,
+        initializer_range=m.initializer_range, layer_norm_eps=m.layer_norm_epsilon))
+    decay = [p for n, p in model.named_parameters() if not ("bias" in n or "LayerNorm" in n)]
+    rest = [p for n, p in model.named_parameters() if "bias" in n or "LayerNorm" in n]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": t.weight_decay}, {"params": rest, "weight_decay": 0.0}],
+        lr=lr, betas=(t.adam_beta1, t.adam_beta2), eps=t.adam_epsilon)
+    schedule = transformers.get_linear_schedule_with_warmup(optimizer, t.warmup_steps, steps)
+    curve, losses, start = [], [], time.time()
+    for i, (inputs, labels, weights) in enumerate(corpus.batches(steps), 1):
+        logits = model(**_torch_inputs({k: v.numpy() for k, v in inputs.items()})).logits
+        w = torch.from_numpy(weights.numpy())
+        loss = (torch.nn.functional.binary_cross_entropy_with_logits(
+            logits, torch.from_numpy(labels.numpy().astype(np.float32)), reduction="none")
+            * w).sum() / w.sum()
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), t.clip_norm)
+        optimizer.step()
+        schedule.step()
+        losses.append(float(loss))
+        if i % probe_every == 0 or i == steps:
+            auc = probe(_TorchScorer(model))["context_auc"]
+            curve.append([i, round(auc, 4)])
+            logging.info("hf step %d: train loss %.4f, context_auc %.4f", i,
+                         np.mean(losses[-probe_every:]), auc)
+    return _summary(curve, losses, steps, probe_every, start)
 
 
 def plot(records, path):
@@ -269,6 +352,11 @@ def main(argv):
             auc, _ = ranking_auc(scores, probe.labels, probe.candidates)
             emit({"arm": "bigram", "count_batches": FLAGS.count_batches,
                   "context_auc": round(float(auc), 4)})
+        elif arm == "hf":
+            for lr in map(float, FLAGS.discriminator_lr):
+                record = train_hf_arm(cfg, corpus, probe, FLAGS.steps, FLAGS.probe_every, lr)
+                emit({"arm": "hf", "lr": lr, "overrides": FLAGS.override,
+                      "seq_length": FLAGS.seq_length, **record})
         elif arm in ("conv", "discriminator"):
             for lr in map(float, getattr(FLAGS, f"{arm}_lr")):
                 keras.utils.set_random_seed(FLAGS.seed)
@@ -292,7 +380,7 @@ def main(argv):
                          if arm == "discriminator" else {})
                 emit({"arm": arm, "lr": lr, **extra, **record})
         else:
-            raise app.UsageError(f"unknown arm {arm!r} (bigram, conv, discriminator)")
+            raise app.UsageError(f"unknown arm {arm!r} (bigram, conv, discriminator, hf)")
     if FLAGS.plot:
         plot(records, FLAGS.plot)
 
