@@ -33,6 +33,9 @@ _SHORT_SEQ_PROB = flags.DEFINE_float(
     "short_seq_prob", 0.05, "Probability of a shorter random target length.")
 _SINGLE_SEGMENT_PROB = flags.DEFINE_float(
     "single_segment_prob", 0.1, "Probability of a [CLS] A [SEP] example.")
+_MAX_LINE_BYTES = flags.DEFINE_integer(
+    "max_line_bytes", builder.MAX_LINE_BYTES, "A longer input line is an error (a line "
+    "holds a sentence or paragraph; tokenizing one costs ~40x its size in memory).")
 
 
 @tool_errors.exit_on_user_error
@@ -44,7 +47,8 @@ def main(argv):
         max_seq_length=_MAX_SEQ_LENGTH.value, num_shards=_NUM_SHARDS.value,
         lowercase=_LOWERCASE.value, seed=_SEED.value, shard_index=_SHARD_INDEX.value,
         num_workers=_NUM_WORKERS.value, overwrite=_OVERWRITE.value,
-        short_seq_prob=_SHORT_SEQ_PROB.value, single_segment_prob=_SINGLE_SEGMENT_PROB.value)
+        short_seq_prob=_SHORT_SEQ_PROB.value, single_segment_prob=_SINGLE_SEGMENT_PROB.value,
+        max_line_bytes=_MAX_LINE_BYTES.value)
     logging.info("totals: %s", ", ".join(f"{k}={v}" for k, v in sorted(manifest["totals"].items())))
 
 

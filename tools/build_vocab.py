@@ -12,6 +12,7 @@ from absl import flags
 from absl import logging
 
 import tool_errors  # tools/, the script's directory
+from electra_tf.data import builder
 from electra_tf.text import vocab
 
 _INPUT = flags.DEFINE_list("input", None, "Comma-separated globs of input text files.")
@@ -25,6 +26,9 @@ _RESERVED_TOKENS = flags.DEFINE_list(
     "reserved_tokens", [], "Extra tokens placed right after [PAD] [UNK] [CLS] [SEP] [MASK].")
 _MAX_UNIQUE_CHARS = flags.DEFINE_integer(
     "max_unique_chars", 1000, "Keep tokens for at most this many distinct characters.")
+_MAX_LINE_BYTES = flags.DEFINE_integer(
+    "max_line_bytes", builder.MAX_LINE_BYTES, "A longer input line is an error (a line "
+    "holds a sentence or paragraph; tokenizing one costs ~40x its size in memory).")
 
 
 @tool_errors.exit_on_user_error
@@ -33,7 +37,8 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     tokens = vocab.learn_wordpiece_vocab(
         _INPUT.value, _VOCAB_SIZE.value, lowercase=_LOWERCASE.value,
-        reserved_tokens=_RESERVED_TOKENS.value, max_unique_chars=_MAX_UNIQUE_CHARS.value)
+        reserved_tokens=_RESERVED_TOKENS.value, max_unique_chars=_MAX_UNIQUE_CHARS.value,
+        max_line_bytes=_MAX_LINE_BYTES.value)
     vocab.write_vocab(tokens, _OUTPUT.value)
     logging.info("wrote %d tokens to %s", len(tokens), _OUTPUT.value)
 

@@ -33,7 +33,9 @@ single-worker one.
 """
 
 import bisect
+import codecs
 import dataclasses
+import gzip
 import os
 import random
 import time
@@ -52,6 +54,12 @@ MIN_TARGET_LENGTH = 5
 # keep both cores busy (measured fastest among 256/1024/4096 on the dev corpora).
 LINES_PER_BATCH = 1024
 PROGRESS_EVERY_SECONDS = 30
+# A line is one sentence or paragraph. A longer one is a file without line breaks (or
+# not text at all), and tokenizing it holds ~40 bytes of memory per byte of the line
+# (2 GB for 50 MB), so it is refused before it is tokenized.
+MAX_LINE_BYTES = 1 << 20
+# Bytes read from the start of each input to tell UTF-8 text from anything else.
+SNIFF_BYTES = 1 << 16
 
 
 @dataclasses.dataclass
@@ -284,13 +292,75 @@ def expand_inputs(input_patterns):
     return sorted(files)
 
 
-def _batches_dataset(files, file_indices, tokenizer):
+class NotTextError(ValueError):
+    """An input file is binary, gzip-compressed without a .gz name, or not UTF-8."""
+
+
+class LineTooLongError(ValueError):
+    """An input line is longer than `max_line_bytes` (the message names file and line)."""
+
+
+def line_too_long(path, line, size, max_line_bytes):
+    return LineTooLongError(
+        f"{path}:{line}: a line of {size} bytes, longer than max_line_bytes={max_line_bytes} "
+        "(--max_line_bytes); a line should hold one sentence or paragraph: break the "
+        "file into lines, or raise the limit")
+
+
+def check_text_file(path):
+    """Refuses a file that is not UTF-8 text, judged from its first `SNIFF_BYTES`, and a
+    truncated or corrupt gzip file.
+
+    As Perl's -T test does: a NUL byte means binary, and so does a sample of which
+    more than a third is odd (here: bytes of invalid UTF-8). A few bad bytes in text
+    (a Latin-1 "é" in an English file) pass; reading repairs and counts them.
+
+    Raises:
+      NotTextError naming the file and what is wrong with it.
+    """
+    with tf.io.gfile.GFile(path, "rb") as f:
+        if path.endswith(".gz"):
+            try:
+                stream = gzip.GzipFile(fileobj=f)
+                sample = stream.read(SNIFF_BYTES)
+                # TF's GZIP reader ends a truncated stream without an error, which
+                # would drop the file's tail silently; only reading it to the end
+                # finds the cut (one extra decompression, ~10% of a build's time).
+                while stream.read(1 << 24):
+                    pass
+            except (OSError, EOFError) as e:
+                raise NotTextError(f"{path} is not a valid gzip file: {e}") from e
+        else:
+            sample = f.read(SNIFF_BYTES)
+    if sample.startswith(b"\x1f\x8b") and not path.endswith(".gz"):
+        raise NotTextError(f"{path} is gzip-compressed but not named *.gz (inputs are "
+                           "decompressed by their .gz extension): rename it")
+    nul = sample.find(b"\x00")
+    if nul >= 0:
+        raise NotTextError(f"{path} is not text: byte {nul} is NUL (a binary file?)")
+    # surrogateescape turns each invalid byte into one U+DC80..U+DCFF; final=False
+    # leaves out a character cut by the end of the sample.
+    text = codecs.getincrementaldecoder("utf-8")("surrogateescape").decode(sample)
+    invalid = sum(1 for c in text if "\udc80" <= c <= "\udcff")
+    if 3 * invalid > len(sample):
+        raise NotTextError(f"{path} is not UTF-8 text: {invalid} of its first {len(sample)} "
+                           "bytes are invalid UTF-8 (convert it to UTF-8)")
+
+
+def check_text_files(files):
+    """`check_text_file` on each of `files`."""
+    for path in files:
+        check_text_file(path)
+
+
+def _batches_dataset(files, file_indices, tokenizer, max_line_bytes=MAX_LINE_BYTES):
     """Tokenized line batches of `files`, in file order, each file closed by a marker.
 
     Yields tuples `(file_index, token_ids [tokens], row_splits [lines + 1],
-    blank [lines], num_invalid_utf8, end_of_file)`; the marker has no lines and
-    `end_of_file` True, so empty files are seen too and a read error can be blamed on
-    the file after the last marker.
+    blank [lines], num_invalid_utf8, end_of_file, long_bytes [lines])`; the marker has no
+    lines and `end_of_file` True, so empty files are seen too and a read error can be
+    blamed on the file after the last marker. `long_bytes` is the size of each line
+    longer than `max_line_bytes` (0 for the others); such lines are not tokenized.
     """
     compression = ["GZIP" if f.endswith(".gz") else "" for f in files]
 
@@ -304,6 +374,10 @@ def _batches_dataset(files, file_indices, tokenizer):
 
     @tf.autograph.experimental.do_not_convert
     def tokenize(file_index, lines, end_of_file):
+        lengths = tf.strings.length(lines)
+        too_long = lengths > max_line_bytes
+        long_bytes = tf.where(too_long, lengths, 0)
+        lines = tf.where(too_long, "", lines)
         # Transcoding is the costliest op here, so only non-ASCII lines get it.
         ascii = tf.strings.regex_full_match(lines, r"[\x00-\x7f]*")
         rows = tf.where(~ascii)
@@ -315,7 +389,8 @@ def _batches_dataset(files, file_indices, tokenizer):
         repaired = tf.tensor_scatter_nd_update(lines, rows, repaired_rows)
         blank = tf.strings.strip(repaired) == ""
         ids = tokenizer.tokenize(repaired)
-        return file_index, ids.flat_values, ids.row_splits, blank, num_invalid, end_of_file
+        return (file_index, ids.flat_values, ids.row_splits, blank, num_invalid, end_of_file,
+                long_bytes)
 
     files_ds = tf.data.Dataset.from_tensor_slices(
         (tf.constant(files, tf.string), tf.constant(file_indices, tf.int64),
@@ -359,21 +434,31 @@ def _read_batches(dataset, files):
             current = files[position] if position < len(files) else "the input"
             raise ValueError(f"reading {current} failed: {e.message}") from e
         yield batch
-        position += bool(batch[-1])
+        position += bool(batch[5])  # end_of_file
 
 
-def _pack_and_write(batches, new_packer, writer, num_files):
+def _pack_and_write(batches, new_packer, writer, files, max_line_bytes):
     """Packs tokenized batches file by file (`new_packer(file_index)`) into `writer`.
 
     Returns:
       (`PackingStats`, dict of line and file counts).
+
+    Raises:
+      LineTooLongError naming the first line longer than `max_line_bytes`.
     """
     stats = PackingStats()
     counts = {"lines_read": 0, "lines_invalid_utf8": 0, "files_done": 0, "files_empty": 0}
     started = time.monotonic()
     tokens_read = 0
     packer = None
-    for file_index, token_ids, row_splits, blank, num_invalid, end_of_file in batches:
+    file_lines = 0  # lines of the current file before this batch
+    for (file_index, token_ids, row_splits, blank, num_invalid, end_of_file,
+         long_bytes) in batches:
+        if long_bytes.any():
+            first = int(np.argmax(long_bytes > 0))
+            raise line_too_long(files[counts["files_done"]], file_lines + first + 1,
+                                int(long_bytes[first]), max_line_bytes)
+        file_lines = 0 if end_of_file else file_lines + blank.size
         if packer is None:
             packer = new_packer(int(file_index))
         examples = _pack_batch(packer, token_ids, row_splits, blank)
@@ -391,7 +476,7 @@ def _pack_and_write(batches, new_packer, writer, num_files):
         tokens_read += token_ids.size
         logging.log_every_n_seconds(
             logging.INFO, "files %d/%d, documents %d, examples %d, %.0f tokens/s",
-            PROGRESS_EVERY_SECONDS, counts["files_done"], num_files, stats.documents_read,
+            PROGRESS_EVERY_SECONDS, counts["files_done"], len(files), stats.documents_read,
             writer.examples, tokens_read / max(time.monotonic() - started, 1e-9))
     return stats, counts
 
@@ -423,11 +508,15 @@ def _existing_outputs(output_dir):
 
 def _prepare_output_dir(output_dir, shard_indices, num_shards, shard_index, num_workers,
                         overwrite):
-    """Creates `output_dir`; refuses (or with `overwrite` removes) conflicting files.
+    """Creates `output_dir`; refuses conflicting files unless `overwrite`.
 
     Conflicting: this worker's own shards or manifest, and files of another layout
     (other shard or worker counts), which would otherwise mix with the new ones.
     Other workers' files of the same layout are left alone.
+
+    Returns:
+      The conflicting file names. They are removed (`_remove_old_outputs`) only once
+      the new shards are complete, so a build that fails keeps the old data whole.
 
     Raises:
       FileExistsError naming the conflicting files, unless `overwrite`.
@@ -451,7 +540,15 @@ def _prepare_output_dir(output_dir, shard_indices, num_shards, shard_index, num_
             shown += f" and {len(conflicts) - 5} more"
         raise FileExistsError(f"{output_dir} already holds pretraining data ({shown}); "
                               "pass overwrite=True (--overwrite) to replace it")
-    for name in conflicts:
+    return conflicts
+
+
+def _remove_old_outputs(output_dir, names, keep):
+    """Removes the old files `names` except `keep` (shards the new ones replace by
+    rename); the old manifest goes first, so it never describes the new shards."""
+    for name in sorted(names, key=lambda n: not n.endswith(".json")):
+        if name in keep:
+            continue
         try:
             tf.io.gfile.remove(os.path.join(output_dir, name))
         except tf.errors.NotFoundError:
@@ -476,6 +573,10 @@ class _ShardWriter:
         features = self._proto.features.feature
         self._token_values = features[schema.TOKEN_IDS].int64_list.value
         self._segment_values = features[schema.SEGMENT_IDS].int64_list.value
+
+    @property
+    def names(self):
+        return list(self._names)
 
     @property
     def examples(self):
@@ -529,7 +630,7 @@ def file_seed(seed, file_index):
 def build_pretraining_data(input_patterns, vocab_path, output_dir, max_seq_length=128,
                            num_shards=64, lowercase=True, seed=12345, shard_index=0,
                            num_workers=1, overwrite=False, short_seq_prob=0.05,
-                           single_segment_prob=0.1):
+                           single_segment_prob=0.1, max_line_bytes=MAX_LINE_BYTES):
     """Tokenizes and packs text files into sharded TFRecords plus a manifest.
 
     Args:
@@ -543,8 +644,11 @@ def build_pretraining_data(input_patterns, vocab_path, output_dir, max_seq_lengt
       shard_index, num_workers: this worker reads sorted input files
         `[shard_index::num_workers]` and writes the shards `j` with
         `j % num_workers == shard_index`, plus its own manifest.
-      overwrite: replace this build's existing shards/manifest instead of refusing.
+      overwrite: replace this build's existing shards/manifest instead of refusing;
+        they are replaced only once the new shards are complete (a failed build
+        leaves them as they were).
       short_seq_prob, single_segment_prob: see the module docstring.
+      max_line_bytes: a longer input line fails the build (`LineTooLongError`).
 
     Returns:
       The manifest dict written (see `electra_tf.data.manifest`), with extra fields
@@ -554,6 +658,8 @@ def build_pretraining_data(input_patterns, vocab_path, output_dir, max_seq_lengt
     Raises:
       FileNotFoundError: an input glob matched nothing (all such globs are named).
       FileExistsError: output files exist and `overwrite` is False.
+      NotTextError: an input is binary, gzip without a .gz name, or not UTF-8.
+      LineTooLongError: an input line is longer than `max_line_bytes`.
       EmptyCorpusError: the inputs hold no word (empty, blank or untokenizable
         files), or this worker got no input file; no shard or manifest is written.
       ValueError: inconsistent sharding arguments.
@@ -572,11 +678,12 @@ def build_pretraining_data(input_patterns, vocab_path, output_dir, max_seq_lengt
             f"worker {shard_index} of {num_workers} has no input file: the inputs "
             f"{', '.join(patterns)} match {len(all_files)} file(s); use at most that many workers")
     check_packing_args(max_seq_length, short_seq_prob, single_segment_prob)
+    check_text_files(files)
     tokenizer = tokenizer_lib.WordPieceTokenizer(vocab_path, lowercase=lowercase)
 
     shard_indices = worker_shard_indices(num_shards, shard_index, num_workers)
-    _prepare_output_dir(output_dir, shard_indices, num_shards, shard_index, num_workers,
-                        overwrite)
+    old_outputs = _prepare_output_dir(output_dir, shard_indices, num_shards, shard_index,
+                                      num_workers, overwrite)
     logging.info("worker %d/%d: %d of %d input files -> %d of %d shards in %s",
                  shard_index, num_workers, len(files), len(all_files), len(shard_indices),
                  num_shards, output_dir)
@@ -590,8 +697,9 @@ def build_pretraining_data(input_patterns, vocab_path, output_dir, max_seq_lengt
     writer = _ShardWriter(output_dir, shard_indices, num_shards)
     started = time.monotonic()
     try:
-        batches = _read_batches(_batches_dataset(files, file_indices, tokenizer), files)
-        stats, counts = _pack_and_write(batches, new_packer, writer, len(files))
+        batches = _read_batches(
+            _batches_dataset(files, file_indices, tokenizer, max_line_bytes), files)
+        stats, counts = _pack_and_write(batches, new_packer, writer, files, max_line_bytes)
         # Shards without a record would make every training step wait forever for a
         # batch; fail here, where the cause (the input) is known, and write nothing.
         if not stats.examples:
@@ -602,6 +710,7 @@ def build_pretraining_data(input_patterns, vocab_path, output_dir, max_seq_lengt
     except BaseException:
         writer.abort()
         raise
+    _remove_old_outputs(output_dir, old_outputs, keep=set(writer.names))
     shards = writer.close()
     manifest_lib.copy_vocab(vocab_path, output_dir)
     elapsed = time.monotonic() - started

@@ -101,7 +101,8 @@ class WordPieceTokenizer(tf.Module):
     """In-graph BERT WordPiece tokenizer.
 
     Args:
-      vocab_path: one token per line; must contain [PAD] [UNK] [CLS] [SEP] [MASK].
+      vocab_path: one token per line; must contain [PAD] [UNK] [CLS] [SEP] [MASK],
+        and no token twice.
       lowercase: lower-case and strip accents first (uncased models). False for
         cased vocabularies.
       max_bytes_per_word: longer words become [UNK], as in BERT.
@@ -111,6 +112,10 @@ class WordPieceTokenizer(tf.Module):
       vocab_size: number of tokens.
       pad_id, unk_id, cls_id, sep_id, mask_id: special token ids.
       special_ids: the ids of all five special tokens.
+
+    Raises:
+      FileNotFoundError: no such vocabulary. ValueError: it is empty, not UTF-8,
+        repeats a token or lacks a special token (the message names them).
     """
 
     def __init__(self, vocab_path, lowercase=True, max_bytes_per_word=100, name=None):
@@ -120,9 +125,18 @@ class WordPieceTokenizer(tf.Module):
         self.max_bytes_per_word = max_bytes_per_word
 
         self.vocab = load_vocab(vocab_path)
-        index = {}
+        index, repeats = {}, []
         for i, token in enumerate(self.vocab):
+            if token in index:
+                repeats.append(f"{token!r} on line {i + 1} repeats line {index[token] + 1}")
             index.setdefault(token, i)
+        if repeats:
+            # FastWordpieceTokenizer refuses them with a bare RuntimeError, and a token
+            # with two ids has no answer (Hugging Face takes the last, a dict the first).
+            shown = "; ".join(repeats[:3]) + (
+                f" and {len(repeats) - 3} more" if len(repeats) > 3 else "")
+            raise ValueError(f"vocabulary {vocab_path} has {len(repeats)} repeated "
+                             f"token(s): {shown}; every token must be unique")
         missing = [t for t in SPECIAL_TOKENS if t not in index]
         if missing:
             raise ValueError(

@@ -14,12 +14,14 @@ import collections
 import math
 import time
 
+import numpy as np
 import tensorflow as tf
 from absl import logging
 from tensorflow_text.python.ops import bert_tokenizer
 from tensorflow_text.tools.wordpiece_vocab import wordpiece_tokenizer_learner_lib as learner
 
-from electra_tf.data.builder import expand_inputs
+from electra_tf.data.builder import (MAX_LINE_BYTES, check_text_files, expand_inputs,
+                                     line_too_long)
 from electra_tf.text.tokenizer import SPECIAL_TOKENS, normalize
 
 SUFFIX_INDICATOR = "##"
@@ -27,36 +29,45 @@ _LINES_PER_BATCH = 1024
 
 
 def _read_lines(files):
-    """Batches of raw lines `[<= _LINES_PER_BATCH]` of `files`, gzip by extension."""
+    """`(file index, batch of raw lines [<= _LINES_PER_BATCH])` of `files`, gzip by
+    extension. The files' batches interleave, each file's in its order."""
     compression = ["GZIP" if f.endswith(".gz") else "" for f in files]
     files_ds = tf.data.Dataset.from_tensor_slices(
-        (tf.constant(files, tf.string), tf.constant(compression, tf.string)))
-    lines = files_ds.interleave(
-        lambda path, compression_type: tf.data.TextLineDataset(
-            path, compression_type=compression_type, buffer_size=1 << 20),
+        (tf.constant(files, tf.string), tf.constant(compression, tf.string),
+         tf.range(len(files), dtype=tf.int64)))
+    return files_ds.interleave(
+        lambda path, compression_type, index: tf.data.TextLineDataset(
+            path, compression_type=compression_type, buffer_size=1 << 20)
+        .batch(_LINES_PER_BATCH).map(lambda lines: (index, lines)),
         cycle_length=2, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
-    return lines.batch(_LINES_PER_BATCH)
 
 
-def count_words(files, lowercase=True):
+def count_words(files, lowercase=True, max_line_bytes=MAX_LINE_BYTES):
     """Counts the words of `files` after the tokenizer's normalization.
 
     Args:
       files: a list of file globs or one comma-separated string of them.
       lowercase: normalize as an uncased tokenizer does.
+      max_line_bytes: a longer line is refused before it is split into words.
 
     Returns:
       A `collections.Counter` {word (str): count}.
 
     Raises:
       FileNotFoundError listing every glob that matched no file.
+      builder.NotTextError: a file is binary, gzip without a .gz name, or not UTF-8.
+      builder.LineTooLongError: a line is longer than `max_line_bytes`.
     """
     paths = expand_inputs(files)
+    check_text_files(paths)
     # Normalization already deleted control characters and folded case as needed;
     # the basic tokenizer is only asked to split.
     splitter = bert_tokenizer.BasicTokenizer(lower_case=False)
 
-    def words_of(lines):
+    def words_of(file_index, lines):
+        lengths = tf.strings.length(lines)
+        long_bytes = tf.where(lengths > max_line_bytes, lengths, 0)
+        lines = tf.where(long_bytes > 0, "", lines)
         # `normalize` drops invalid UTF-8 as the tokenizer does; count it so that
         # is not silent.
         repaired = tf.strings.unicode_transcode(
@@ -66,18 +77,25 @@ def count_words(files, lowercase=True):
         # The word splitter's \s only knows ASCII spaces; the tokenizer knows them all.
         text = tf.strings.regex_replace(text, r"\p{Z}", " ")
         unique = tf.unique_with_counts(splitter.tokenize(text).flat_values)
-        return unique.y, unique.count, tf.size(lines, tf.int64), num_invalid
+        return unique.y, unique.count, file_index, long_bytes, num_invalid
 
     counts = collections.Counter()
-    num_lines = num_invalid = 0
+    num_invalid = 0
+    file_lines = [0] * len(paths)
     start = time.time()
     batches = _read_lines(paths).map(words_of, num_parallel_calls=tf.data.AUTOTUNE)
-    for words, word_counts, batch_lines, batch_invalid in batches.prefetch(tf.data.AUTOTUNE):
+    for words, word_counts, file_index, long_bytes, batch_invalid in batches.prefetch(
+            tf.data.AUTOTUNE):
+        file_index, long_bytes = int(file_index), long_bytes.numpy()
+        if long_bytes.any():
+            first = int(np.argmax(long_bytes > 0))
+            raise line_too_long(paths[file_index], file_lines[file_index] + first + 1,
+                                int(long_bytes[first]), max_line_bytes)
+        file_lines[file_index] += long_bytes.size
         counts.update(dict(zip(words.numpy().tolist(), word_counts.numpy().tolist())))
-        num_lines += int(batch_lines)
         num_invalid += int(batch_invalid)
     logging.info("read %d lines of %d file(s) in %.1fs: %d words, %d distinct",
-                 num_lines, len(paths), time.time() - start, sum(counts.values()), len(counts))
+                 sum(file_lines), len(paths), time.time() - start, sum(counts.values()), len(counts))
     if num_invalid:
         logging.warning("%d line(s) held invalid UTF-8; the bad bytes were dropped", num_invalid)
     return collections.Counter({w.decode("utf-8"): c for w, c in counts.items()})
@@ -85,7 +103,7 @@ def count_words(files, lowercase=True):
 
 def learn_wordpiece_vocab(files, vocab_size, lowercase=True, reserved_tokens=(),
                           max_unique_chars=1000, max_token_length=50, num_iterations=4,
-                          slack_ratio=0.05):
+                          slack_ratio=0.05, max_line_bytes=MAX_LINE_BYTES):
     """Learns a WordPiece vocabulary that `WordPieceTokenizer` can load.
 
     Args:
@@ -101,6 +119,7 @@ def learn_wordpiece_vocab(files, vocab_size, lowercase=True, reserved_tokens=(),
       num_iterations: refinement passes of the learner.
       slack_ratio: a vocabulary within `vocab_size * (1 - slack_ratio)` and
         `vocab_size` is accepted.
+      max_line_bytes: a longer line is refused (see `count_words`).
 
     Returns:
       The tokens: `[PAD] [UNK] [CLS] [SEP] [MASK]`, `reserved_tokens`, the kept
@@ -109,6 +128,7 @@ def learn_wordpiece_vocab(files, vocab_size, lowercase=True, reserved_tokens=(),
 
     Raises:
       FileNotFoundError: a glob matched no file (all such globs are named).
+      builder.NotTextError, builder.LineTooLongError: see `count_words`.
       ValueError: the text has no words, or `vocab_size` cannot hold the special
         tokens and the characters.
     """
@@ -116,7 +136,7 @@ def learn_wordpiece_vocab(files, vocab_size, lowercase=True, reserved_tokens=(),
     if vocab_size <= len(reserved):
         raise ValueError(f"vocab_size {vocab_size} leaves no room after the "
                          f"{len(reserved)} special and reserved tokens")
-    word_counts = count_words(files, lowercase)
+    word_counts = count_words(files, lowercase, max_line_bytes)
     if not word_counts:
         raise ValueError(f"no words found in {files}: the files are empty or blank")
 

@@ -393,16 +393,52 @@ def test_existing_output_is_refused_unless_overwrite(tmp_path, corpus, group_voc
         + [schema.MANIFEST_NAME, manifest_lib.VOCAB_NAME])
 
 
-def test_failed_read_names_the_file_and_leaves_nothing_complete(tmp_path, group_vocab):
+@pytest.mark.parametrize("name, content, match", [
+    ("b.txt.gz", b"this is not gzip data\n" * 10, "b.txt.gz is not a valid gzip file"),
+    ("b.txt", gzip.compress(b"a1 a2\n" * 10), "gzip-compressed but not named"),
+    # TF's own gzip reader would end this one early without an error.
+    ("b.txt.gz", gzip.compress(b"a1 a2\n" * 100_000)[:-200], "not a valid gzip file"),
+    ("b.txt", b"a1 a2\n\x00\x01\x02", "byte 6 is NUL"),
+    ("b.txt", bytes(range(128, 256)) * 20, "not UTF-8 text"),
+])
+def test_non_text_input_is_refused_before_anything_is_written(tmp_path, group_vocab, name,
+                                                              content, match):
     inputs = tmp_path / "in"
     inputs.mkdir()
     write_text(inputs / "a.txt", [[["a1", "a2"]] * 50])
-    (inputs / "b.txt.gz").write_bytes(b"this is not gzip data\n" * 10)
+    (inputs / name).write_bytes(content)
     out = tmp_path / "out"
-    with pytest.raises(ValueError, match="b.txt.gz"):
+    with pytest.raises(builder.NotTextError, match=match):
         builder.build_pretraining_data(str(inputs / "*"), group_vocab, str(out),
                                        max_seq_length=L, num_shards=2)
-    assert os.listdir(out) == []
+    assert not out.exists()
+
+
+def test_latin1_bytes_in_text_pass_and_are_counted(tmp_path, group_vocab):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "a.txt").write_bytes(b"a1 a2 caf\xe9 a3\n" * 50)
+    manifest = builder.build_pretraining_data(str(inputs / "*"), group_vocab,
+                                              str(tmp_path / "out"), max_seq_length=L,
+                                              num_shards=1)
+    assert manifest["totals"]["lines_invalid_utf8"] == 50
+
+
+def test_overlong_line_names_file_and_line_and_keeps_old_data(tmp_path, group_vocab):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    write_text(inputs / "a.txt", [[["a1", "a2"]] * 50])
+    out = tmp_path / "out"
+    builder.build_pretraining_data(str(inputs / "*"), group_vocab, str(out),
+                                   max_seq_length=L, num_shards=2)
+    before = {n: (out / n).read_bytes() for n in os.listdir(out)}
+    (inputs / "b.txt").write_text("a1 a2\n" * 3 + "a3 " * 400 + "\na1\n")
+    with pytest.raises(builder.LineTooLongError, match=r"b.txt:4: a line of 1200 bytes"):
+        builder.build_pretraining_data(str(inputs / "*"), group_vocab, str(out),
+                                       max_seq_length=L, num_shards=2, overwrite=True,
+                                       max_line_bytes=1000)
+    # The failed --overwrite build leaves the previous data whole.
+    assert {n: (out / n).read_bytes() for n in os.listdir(out)} == before
 
 
 # === Real vocabulary and corpus ===

@@ -1,7 +1,7 @@
 import pytest
 import tensorflow as tf
 
-from electra_tf.text.tokenizer import WordPieceTokenizer
+from electra_tf.text.tokenizer import SPECIAL_TOKENS, WordPieceTokenizer
 
 
 def test_special_ids_and_roundtrip(tiny_vocab):
@@ -37,3 +37,10 @@ def test_usable_in_tf_function(tiny_vocab):
     tok = WordPieceTokenizer(tiny_vocab)
     fn = tf.function(lambda s: tok.tokenize(s).to_tensor())
     assert fn(tf.constant(["a dog"])).numpy().tolist() == [[tok.token_to_id("a"), tok.token_to_id("dog")]]
+
+
+def test_repeated_token_is_named(tmp_path):
+    path = tmp_path / "vocab.txt"
+    path.write_text("\n".join(list(SPECIAL_TOKENS) + ["a", "b", "a"]) + "\n")
+    with pytest.raises(ValueError, match=r"1 repeated token.*'a' on line 8 repeats line 6"):
+        WordPieceTokenizer(str(path))

@@ -123,6 +123,22 @@ def test_invalid_utf8_is_dropped_not_fatal(tmp_path):
     assert "\ufffd" not in "".join(tokens)
 
 
+def test_overlong_line_is_named_by_file_and_line(tmp_path):
+    # Two files, so the line number must follow its own file through interleaving.
+    (tmp_path / "a.txt").write_text("ok ok\n" * 3000)
+    (tmp_path / "b.txt").write_text("ok\n" * 2500 + "x" * 600 + "\nok\n")
+    with pytest.raises(ValueError, match=r"b.txt:2501: a line of 600 bytes"):
+        vocab_lib.count_words(str(tmp_path / "*.txt"), max_line_bytes=500)
+    assert vocab_lib.count_words(str(tmp_path / "*.txt"), max_line_bytes=600)["ok"] == 8501
+
+
+def test_binary_input_is_refused(tmp_path):
+    (tmp_path / "a.txt").write_text("ok\n")
+    (tmp_path / "model.bin").write_bytes(b"\x00\x01" * 100)
+    with pytest.raises(ValueError, match=r"model.bin is not text: byte 0 is NUL"):
+        vocab_lib.learn_wordpiece_vocab(str(tmp_path / "*"), vocab_size=30)
+
+
 def test_missing_globs_are_all_named(corpus, tmp_path):
     files, _ = corpus
     missing_a = str(tmp_path / "nope*.txt")
