@@ -81,6 +81,7 @@ class EncoderConfig:
     type_vocab_size: int = 2
     initializer_range: float = 0.02
     layer_norm_epsilon: float = 1e-12
+    attention_locality: float = 0.0
 
     def __post_init__(self):
         _check_types(self)
@@ -88,6 +89,7 @@ class EncoderConfig:
                   "intermediate_size max_position_embeddings type_vocab_size", 1)
         _check_in(self, "dropout_rate attention_dropout_rate", 0, 1, high_open=True)
         _check_in(self, "initializer_range layer_norm_epsilon", 0, low_open=True)
+        _check_in(self, "attention_locality", 0)
         s = self.SECTION
         _require(self.hidden_size % self.num_heads == 0,
                  f"{s}.hidden_size={self.hidden_size} is not divisible by "

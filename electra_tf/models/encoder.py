@@ -366,6 +366,29 @@ def attention_bias(padding_mask):
     return ops.expand_dims((1.0 - is_real) * _MASKED_SCORE, (1, 2))
 
 
+def locality_bias(seq_len, num_heads, locality):
+    """A distance penalty on attention scores (ALiBi-like, symmetric): head h adds
+    `-locality * 2**-h * |query - key|`.
+
+    Learned absolute positions start as noise, so a small encoder's attention starts
+    uniform and, at a CPU budget, never learns to single out its neighbours (see
+    benchmarks/README.md, context_ceiling); this bias makes attention local from step 0.
+    Heads get halving slopes so the later ones still see far.
+
+    Args:
+        seq_len: int scalar (may be a tensor), the sequence length.
+        num_heads: int.
+        locality: float > 0, the first head's penalty per position of distance.
+
+    Returns:
+        float32 `[1, num_heads, seq_len, seq_len]`.
+    """
+    positions = ops.cast(ops.arange(seq_len), "float32")
+    distance = ops.abs(ops.expand_dims(positions, 1) - ops.expand_dims(positions, 0))
+    slopes = locality * ops.power(2.0, -ops.cast(ops.arange(num_heads), "float32"))
+    return -ops.reshape(slopes, (1, num_heads, 1, 1)) * ops.expand_dims(distance, (0, 1))
+
+
 @keras.saving.register_keras_serializable(package="electra_tf")
 class ElectraEncoder(keras.layers.Layer):
     """ELECTRA encoder: embeddings -> [projection] -> num_layers post-LN blocks.
@@ -383,6 +406,9 @@ class ElectraEncoder(keras.layers.Layer):
         attention_dropout_rate: dropout on attention probabilities.
         initializer_range: stddev of the truncated-normal initializers.
         layer_norm_epsilon: float.
+        attention_locality: float >= 0; above 0, `locality_bias` is added to every
+            block's attention scores (not part of Google's or Hugging Face's
+            ELECTRA: such a model does not convert to theirs). 0 by default.
         embeddings: optional `ElectraEmbeddings` to use as-is (the very same
             variables, e.g. shared by the generator and the discriminator);
             its own dropout, initializer and epsilon apply. Built from the
@@ -412,6 +438,7 @@ class ElectraEncoder(keras.layers.Layer):
         type_vocab_size=2,
         initializer_range=0.02,
         layer_norm_epsilon=1e-12,
+        attention_locality=0.0,
         embeddings=None,
         **kwargs,
     ):
@@ -429,6 +456,7 @@ class ElectraEncoder(keras.layers.Layer):
         self.type_vocab_size = type_vocab_size
         self.initializer_range = initializer_range
         self.layer_norm_epsilon = layer_norm_epsilon
+        self.attention_locality = attention_locality
 
         # === Layers ===
         if embeddings is None:
@@ -529,6 +557,9 @@ class ElectraEncoder(keras.layers.Layer):
         if self.embeddings_project is not None:
             rows = self.embeddings_project(rows)
         bias = attention_bias(inputs[schema.PADDING_MASK])
+        if self.attention_locality:
+            bias = bias + locality_bias(ops.shape(inputs[schema.TOKEN_IDS])[1],
+                                        self.num_heads, self.attention_locality)
         for block in self.blocks:
             rows = block.call_rows(rows, layout, bias, training=training)
         return rows
@@ -553,6 +584,7 @@ class ElectraEncoder(keras.layers.Layer):
                 "type_vocab_size": self.type_vocab_size,
                 "initializer_range": self.initializer_range,
                 "layer_norm_epsilon": self.layer_norm_epsilon,
+                "attention_locality": self.attention_locality,
                 "embeddings": keras.layers.serialize(self.embeddings),
             }
         )

@@ -108,3 +108,22 @@ def test_hf_directory_has_a_working_tokenizer(tiny_vocab, tmp_path):
     ours = WordPieceTokenizer(tiny_vocab, lowercase=True).tokenize([text]).to_list()[0]
     assert hf_tokenizer(text, add_special_tokens=False)["input_ids"] == ours
     assert hf_tokenizer.pad_token_id == 0 and hf_tokenizer.mask_token == "[MASK]"
+
+
+def test_a_model_with_attention_locality_is_refused(tiny_vocab, tmp_path):
+    """Hugging Face's ELECTRA has no distance bias: converting would change the function."""
+    from electra_tf.convert.mapping import ConversionError
+
+    tokens = load_vocab(tiny_vocab)
+    cfg = config_lib.from_dict({
+        "model": dict(vocab_size=len(tokens), embedding_size=8, hidden_size=16, num_layers=1,
+                      num_heads=1, intermediate_size=16, max_position_embeddings=32,
+                      attention_locality=0.5),
+        "data": dict(vocab_path=tiny_vocab, max_seq_length=32),
+    })
+    encoder = dataclasses.asdict(cfg.model.discriminator_encoder())
+    model = mapping.new_model("discriminator", encoder)
+    artifacts.save_artifact(model, str(tmp_path / "md" / "discriminator"), cfg, tiny_vocab)
+    with pytest.raises(ConversionError, match="attention_locality=0.5"):
+        convert_checkpoint("electra_tf", "hf", [str(tmp_path / "md")], str(tmp_path / "hf"))
+    assert not (tmp_path / "hf").exists()

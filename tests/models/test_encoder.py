@@ -272,3 +272,44 @@ def test_bad_inputs_are_named():
         encoder(too_long)
     with pytest.raises(ValueError, match="not a multiple of num_heads"):
         make_encoder(num_heads=3)
+
+
+def test_locality_bias_values():
+    from electra_tf.models.encoder import locality_bias
+
+    bias = np.asarray(locality_bias(4, 3, 2.0))
+    assert bias.shape == (1, 3, 4, 4)
+    distance = np.abs(np.arange(4)[:, None] - np.arange(4)[None, :])
+    for head, slope in enumerate((2.0, 1.0, 0.5)):
+        np.testing.assert_allclose(bias[0, head], -slope * distance)
+
+
+def test_attention_locality_makes_attention_local_and_round_trips():
+    batch = make_batch(lengths=(16, 16, 16))
+    plain = make_encoder(num_layers=1, dropout_rate=0.0, attention_dropout_rate=0.0)
+    plain(batch)
+    # A penalty of 100 per position: a key 1 away gets exp(-50) of the weight of
+    # the query's own position in the weaker head, i.e. the output at position 0
+    # is a function of token 0 alone (up to float rounding).
+    local = make_encoder(num_layers=1, dropout_rate=0.0, attention_dropout_rate=0.0,
+                         attention_locality=100.0)
+    local(batch)
+    local.set_weights(plain.get_weights())
+    changed = {k: np.array(v) for k, v in batch.items()}
+    changed[schema.TOKEN_IDS][:, 5:] = (changed[schema.TOKEN_IDS][:, 5:] + 1) % VOCAB
+    first = lambda enc, b: enc(b).numpy()[:, 0]  # noqa: E731
+    np.testing.assert_allclose(first(local, changed), first(local, batch), atol=1e-6)
+    assert np.abs(first(plain, changed) - first(plain, batch)).max() > 1e-3
+
+    restored = keras.layers.deserialize(keras.layers.serialize(local))
+    assert restored.get_config()["attention_locality"] == 100.0
+    restored(batch)
+    restored.set_weights(local.get_weights())
+    np.testing.assert_array_equal(restored(batch).numpy(), local(batch).numpy())
+
+
+def test_attention_locality_must_not_be_negative():
+    from electra_tf import config as config_lib
+
+    with pytest.raises(config_lib.ConfigError, match="attention_locality must be >= 0"):
+        config_lib.EncoderConfig(attention_locality=-1.0)
