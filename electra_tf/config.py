@@ -82,6 +82,7 @@ class EncoderConfig:
     initializer_range: float = 0.02
     layer_norm_epsilon: float = 1e-12
     attention_locality: float = 0.0
+    local_conv_kernel: int = 0
 
     def __post_init__(self):
         _check_types(self)
@@ -89,7 +90,10 @@ class EncoderConfig:
                   "intermediate_size max_position_embeddings type_vocab_size", 1)
         _check_in(self, "dropout_rate attention_dropout_rate", 0, 1, high_open=True)
         _check_in(self, "initializer_range layer_norm_epsilon", 0, low_open=True)
-        _check_in(self, "attention_locality", 0)
+        _check_in(self, "attention_locality local_conv_kernel", 0)
+        _require(self.local_conv_kernel % 2 == 1 or self.local_conv_kernel == 0,
+                 f"{self.SECTION}.local_conv_kernel must be 0 (off) or odd, so the "
+                 f"window is centred on its token; got {self.local_conv_kernel}")
         s = self.SECTION
         _require(self.hidden_size % self.num_heads == 0,
                  f"{s}.hidden_size={self.hidden_size} is not divisible by "

@@ -325,7 +325,7 @@ def test_encoder_config_is_what_the_encoder_takes():
         "vocab_size", "embedding_size", "hidden_size", "num_layers", "num_heads",
         "intermediate_size", "hidden_activation", "dropout_rate", "attention_dropout_rate",
         "max_position_embeddings", "type_vocab_size", "initializer_range",
-        "layer_norm_epsilon", "attention_locality"}
+        "layer_norm_epsilon", "attention_locality", "local_conv_kernel"}
     assert enc.embedding_size == 64 and enc.num_layers == 4 and enc.vocab_size == 8000
 
 

@@ -226,11 +226,14 @@ def convert_checkpoint(source, target, inputs, output, kind=None, hparams=None, 
 
     if source == "electra_tf":
         model, cfg, vocab_path, meta = load_electra_tf(inputs[0], kind)
-        if cfg.model.attention_locality:
+        extras = [f"model.{name}={getattr(cfg.model, name)}"
+                  for name in ("attention_locality", "local_conv_kernel")
+                  if getattr(cfg.model, name)]
+        if extras:
             raise ConversionError(
-                f"{inputs[0]} was trained with model.attention_locality="
-                f"{cfg.model.attention_locality}, which Hugging Face's ELECTRA has no "
-                "counterpart for: its weights would compute another function there")
+                f"{inputs[0]} was trained with {', '.join(extras)}, which Hugging Face's "
+                "ELECTRA has no counterpart for: its weights would compute another "
+                "function there")
         write_hf(model, meta, vocab or vocab_path, cfg.data.lowercase, output)
         return [output]
 

@@ -390,6 +390,65 @@ def locality_bias(seq_len, num_heads, locality):
 
 
 @keras.saving.register_keras_serializable(package="electra_tf")
+class LocalConvolution(keras.layers.Layer):
+    """`LayerNorm(x + GELU(Conv1D(x)))` over a centred window of neighbours.
+
+    A tiny post-LN transformer trained from scratch needs thousands of steps
+    before its attention starts to pick out neighbours (see benchmarks/README,
+    `context_ceiling.py`), and until then replaced-token detection cannot use
+    context; a convolution compares each token with its neighbours from step
+    0, as ConvBERT's span convolutions and the one-layer conv detector do.
+    Padding is zeroed first, so real tokens never see it.
+
+    Args:
+        kernel_size: odd int, the window (token +- kernel_size // 2).
+        initializer_range: float, stddev of the truncated-normal kernel.
+        layer_norm_epsilon: float.
+
+    Call args:
+        x: `[batch, seq_len, width]`.
+        padding_mask: bool/int `[batch, seq_len]`, true on real tokens.
+
+    Returns:
+        `[batch, seq_len, width]`.
+    """
+
+    def __init__(self, kernel_size, initializer_range=0.02, layer_norm_epsilon=1e-12,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.kernel_size = kernel_size
+        self.initializer_range = initializer_range
+        self.layer_norm_epsilon = layer_norm_epsilon
+        self.conv = None
+        self.layer_norm = keras.layers.LayerNormalization(
+            epsilon=layer_norm_epsilon, dtype=self.dtype_policy, name="layer_norm")
+
+    def build(self, x_shape):
+        self.conv = keras.layers.Conv1D(
+            x_shape[-1], self.kernel_size, padding="same", activation="gelu",
+            kernel_initializer=truncated_normal(self.initializer_range),
+            dtype=self.dtype_policy, name="conv")
+        self.conv.build(x_shape)
+        self.layer_norm.build(x_shape)
+
+    def call(self, x, padding_mask, training=None):
+        keep = ops.cast(padding_mask, x.dtype)[..., None]
+        return self.layer_norm(x + self.conv(x * keep))
+
+    def compute_output_shape(self, x_shape, padding_mask_shape=None):
+        return x_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "kernel_size": self.kernel_size,
+            "initializer_range": self.initializer_range,
+            "layer_norm_epsilon": self.layer_norm_epsilon,
+        })
+        return config
+
+
+@keras.saving.register_keras_serializable(package="electra_tf")
 class ElectraEncoder(keras.layers.Layer):
     """ELECTRA encoder: embeddings -> [projection] -> num_layers post-LN blocks.
 
@@ -409,6 +468,9 @@ class ElectraEncoder(keras.layers.Layer):
         attention_locality: float >= 0; above 0, `locality_bias` is added to every
             block's attention scores (not part of Google's or Hugging Face's
             ELECTRA: such a model does not convert to theirs). 0 by default.
+        local_conv_kernel: odd int >= 0; above 0, a `LocalConvolution` of that
+            window mixes each embedding with its neighbours before the first
+            block (not in Google's or Hugging Face's ELECTRA either). 0 by default.
         embeddings: optional `ElectraEmbeddings` to use as-is (the very same
             variables, e.g. shared by the generator and the discriminator);
             its own dropout, initializer and epsilon apply. Built from the
@@ -439,6 +501,7 @@ class ElectraEncoder(keras.layers.Layer):
         initializer_range=0.02,
         layer_norm_epsilon=1e-12,
         attention_locality=0.0,
+        local_conv_kernel=0,
         embeddings=None,
         **kwargs,
     ):
@@ -457,6 +520,7 @@ class ElectraEncoder(keras.layers.Layer):
         self.initializer_range = initializer_range
         self.layer_norm_epsilon = layer_norm_epsilon
         self.attention_locality = attention_locality
+        self.local_conv_kernel = local_conv_kernel
 
         # === Layers ===
         if embeddings is None:
@@ -474,6 +538,15 @@ class ElectraEncoder(keras.layers.Layer):
         else:
             self._check_shared_embeddings(embeddings)
         self.embeddings = embeddings
+        self.local_conv = None
+        if local_conv_kernel:
+            self.local_conv = LocalConvolution(
+                kernel_size=local_conv_kernel,
+                initializer_range=initializer_range,
+                layer_norm_epsilon=layer_norm_epsilon,
+                dtype=self.dtype_policy,
+                name="local_conv",
+            )
         self.embeddings_project = None
         if embedding_size != hidden_size:
             self.embeddings_project = keras.layers.Dense(
@@ -515,6 +588,8 @@ class ElectraEncoder(keras.layers.Layer):
         ids_shape = tuple(inputs_shape[schema.TOKEN_IDS])
         if not self.embeddings.built:
             self.embeddings.build(ids_shape, ids_shape)
+        if self.local_conv is not None:
+            self.local_conv.build(ids_shape + (self.embedding_size,))
         if self.embeddings_project is not None:
             self.embeddings_project.build(ids_shape + (self.embedding_size,))
         for block in self.blocks:
@@ -553,6 +628,8 @@ class ElectraEncoder(keras.layers.Layer):
             inputs[schema.TOKEN_IDS], inputs[schema.SEGMENT_IDS], training=training,
             token_scale=token_scale,
         )
+        if self.local_conv is not None:
+            x = self.local_conv(x, inputs[schema.PADDING_MASK], training=training)
         rows = layout.to_rows(x)
         if self.embeddings_project is not None:
             rows = self.embeddings_project(rows)
@@ -585,6 +662,7 @@ class ElectraEncoder(keras.layers.Layer):
                 "initializer_range": self.initializer_range,
                 "layer_norm_epsilon": self.layer_norm_epsilon,
                 "attention_locality": self.attention_locality,
+                "local_conv_kernel": self.local_conv_kernel,
                 "embeddings": keras.layers.serialize(self.embeddings),
             }
         )

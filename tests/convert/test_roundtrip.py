@@ -110,20 +110,25 @@ def test_hf_directory_has_a_working_tokenizer(tiny_vocab, tmp_path):
     assert hf_tokenizer.pad_token_id == 0 and hf_tokenizer.mask_token == "[MASK]"
 
 
-def test_a_model_with_attention_locality_is_refused(tiny_vocab, tmp_path):
-    """Hugging Face's ELECTRA has no distance bias: converting would change the function."""
+@pytest.mark.parametrize("extra, message", [
+    ({"attention_locality": 0.5}, "attention_locality=0.5"),
+    ({"local_conv_kernel": 3}, "local_conv_kernel=3"),
+])
+def test_a_model_beyond_hugging_faces_architecture_is_refused(tiny_vocab, tmp_path, extra,
+                                                              message):
+    """HF's ELECTRA has no distance bias or local conv: converting would change the function."""
     from electra_tf.convert.mapping import ConversionError
 
     tokens = load_vocab(tiny_vocab)
     cfg = config_lib.from_dict({
         "model": dict(vocab_size=len(tokens), embedding_size=8, hidden_size=16, num_layers=1,
                       num_heads=1, intermediate_size=16, max_position_embeddings=32,
-                      attention_locality=0.5),
+                      **extra),
         "data": dict(vocab_path=tiny_vocab, max_seq_length=32),
     })
     encoder = dataclasses.asdict(cfg.model.discriminator_encoder())
     model = mapping.new_model("discriminator", encoder)
     artifacts.save_artifact(model, str(tmp_path / "md" / "discriminator"), cfg, tiny_vocab)
-    with pytest.raises(ConversionError, match="attention_locality=0.5"):
+    with pytest.raises(ConversionError, match=message):
         convert_checkpoint("electra_tf", "hf", [str(tmp_path / "md")], str(tmp_path / "hf"))
     assert not (tmp_path / "hf").exists()

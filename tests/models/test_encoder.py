@@ -313,3 +313,54 @@ def test_attention_locality_must_not_be_negative():
 
     with pytest.raises(config_lib.ConfigError, match="attention_locality must be >= 0"):
         config_lib.EncoderConfig(attention_locality=-1.0)
+
+
+def test_local_convolution_sees_its_window_and_never_the_padding():
+    from electra_tf.models.encoder import LocalConvolution
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 12, 8)).astype("float32")
+    mask = np.arange(12)[None, :] < np.array([[12], [7]])
+    conv = LocalConvolution(kernel_size=3, initializer_range=0.5)
+    base = conv(x, mask).numpy()
+    assert base.shape == (2, 12, 8)
+
+    moved = x.copy()
+    moved[:, 6] += 1.0
+    out = conv(moved, mask).numpy()
+    changed = np.abs(out - base).max(axis=-1) > 1e-5
+    # Row 0: token 6 and its two neighbours. Row 1: token 6 is real (length 7), so
+    # positions 5-7 change; position 7 is padding, its output is never read.
+    np.testing.assert_array_equal(np.flatnonzero(changed[0]), [5, 6, 7])
+    assert changed[1, 5] and changed[1, 6] and not changed[1, :5].any()
+
+    padded = x.copy()
+    padded[1, 7:] = 100.0
+    np.testing.assert_allclose(conv(padded, mask).numpy()[1, :7], base[1, :7], atol=1e-6)
+
+
+def test_encoder_with_local_conv_ignores_padding_and_round_trips():
+    batch = make_batch()
+    encoder = make_encoder(dropout_rate=0.0, attention_dropout_rate=0.0, local_conv_kernel=3)
+    out = encoder(batch).numpy()
+    junk = {k: np.array(v) for k, v in batch.items()}
+    junk[schema.TOKEN_IDS] = np.where(batch[schema.PADDING_MASK], batch[schema.TOKEN_IDS], 7)
+    mask = batch[schema.PADDING_MASK]
+    np.testing.assert_allclose(encoder(junk).numpy()[mask], out[mask], atol=1e-5)
+    plain = make_encoder()
+    plain(batch)
+    assert len(encoder.weights) == len(plain.weights) + 4  # conv kernel + bias, LN pair
+
+    restored = keras.layers.deserialize(keras.layers.serialize(encoder))
+    assert restored.get_config()["local_conv_kernel"] == 3
+    restored(batch)
+    restored.set_weights(encoder.get_weights())
+    np.testing.assert_array_equal(restored(batch).numpy(), out)
+
+
+def test_local_conv_kernel_must_be_odd():
+    from electra_tf import config as config_lib
+
+    with pytest.raises(config_lib.ConfigError, match="local_conv_kernel must be 0"):
+        config_lib.EncoderConfig(local_conv_kernel=4)
+    assert config_lib.EncoderConfig(local_conv_kernel=5).local_conv_kernel == 5
