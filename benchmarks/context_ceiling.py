@@ -52,7 +52,7 @@ from electra_tf.data import schema  # noqa: E402
 from electra_tf.models.pretrainer import ElectraDiscriminator, scatter_at_positions  # noqa: E402
 from electra_tf.training import diagnostics  # noqa: E402
 from electra_tf.training import pretrain as pretrain_lib  # noqa: E402
-from electra_tf.training.metrics import ranking_auc  # noqa: E402
+from electra_tf.models.losses import ranking_auc  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("config", str(REPO_ROOT / "configs" / "electra_tiny.json"),

@@ -5,7 +5,7 @@ output projection on the [CLS] vector), so fine-tuned Hugging Face checkpoints m
 it one variable to one variable.
 
 Variable paths keep the encoder's `block_{i}` and `embeddings` names, so
-`optimization.layerwise_lr_multipliers(model.trainable_variables, ...)` finds each
+`layerwise.layerwise_lr_multipliers(model.trainable_variables, ...)` finds each
 variable's depth; the head's names contain neither, so it gets the full learning rate.
 """
 
@@ -16,7 +16,7 @@ from keras import ops
 from electra_tf.data import schema
 from electra_tf.models.encoder import ElectraEncoder, truncated_normal
 from electra_tf.text import preprocessor as preprocessor_lib
-from electra_tf.training import optimization, steps
+from electra_tf.models import layerwise, steps
 
 # What must agree for one encoder's weights to mean the same in another (dropout
 # rates may differ: fine-tuning may choose its own).
@@ -337,9 +337,9 @@ class ElectraClassifier(keras.Model):
         """Layer-wise learning-rate multipliers for `optimization.make_optimizer`.
 
         The head and the top block get 1.0, block `i` `layer_decay ** (L-1-i)`, the
-        embeddings `layer_decay ** L` (`optimization.layerwise_lr_multipliers`).
+        embeddings `layer_decay ** L` (`layerwise.layerwise_lr_multipliers`).
         """
-        return optimization.layerwise_lr_multipliers(
+        return layerwise.layerwise_lr_multipliers(
             self.trainable_variables, self.encoder.num_layers, layer_decay
         )
 

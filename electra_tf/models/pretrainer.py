@@ -19,7 +19,7 @@ BERT-style masked LM on the same batches (`pretraining.objective = "mlm"`). Both
 `_Pretrainer`'s step (accumulation, distribution, global metrics).
 
 Distribution (any `tf.distribute` strategy, through `model.fit`): the losses are
-global weighted means (`training/losses.py`), so a step over R replicas, or over N
+global weighted means (`models/losses.py`), so a step over R replicas, or over N
 accumulated micro-batches, is the step one device would take on the whole global
 batch. The generator's samples come from uniforms keyed by (seed, step, row of the
 global batch), so they do not depend on the split either; dropout masks do (Keras
@@ -35,8 +35,8 @@ import tensorflow as tf
 from electra_tf.data import schema
 from electra_tf.models.encoder import ElectraEncoder
 from electra_tf.models.heads import MaskedLMHead, ReplacedTokenHead
-from electra_tf.training import losses, steps
-from electra_tf.training.metrics import binary_entropy, ranking_auc
+from electra_tf.models import losses, steps
+from electra_tf.models.losses import binary_entropy, ranking_auc
 
 # === Pure tensor functions ===
 

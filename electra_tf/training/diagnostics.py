@@ -22,7 +22,7 @@ import tensorflow as tf
 from absl import logging
 
 from electra_tf.data import schema
-from electra_tf.training.metrics import ranking_auc
+from electra_tf.models.losses import ranking_auc
 
 
 class CollapseWatch:

@@ -14,7 +14,7 @@ from electra_tf.models.pretrainer import (
     scatter_at_positions,
 )
 from electra_tf.training.optimization import make_optimizer
-from electra_tf.training.steps import split_rows as split_batch
+from electra_tf.models.steps import split_rows as split_batch
 
 VOCAB, L, P, B = 50, 12, 3, 4
 MASK_ID, CLS_ID, SEP_ID = 4, 2, 3

@@ -16,7 +16,7 @@ from electra_tf.models.pretrainer import (
     corrupt,
     temperature_at,
 )
-from electra_tf.training.metrics import binary_entropy
+from electra_tf.models.losses import binary_entropy
 from electra_tf.training.optimization import make_optimizer
 
 from test_pretrainer import B, L, MASK_ID, P, VOCAB, encoder_config, make_batch

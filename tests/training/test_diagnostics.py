@@ -12,7 +12,7 @@ import tensorflow as tf
 from electra_tf.data import schema
 from electra_tf.text.tokenizer import WordPieceTokenizer
 from electra_tf.training import diagnostics
-from electra_tf.training.metrics import binary_entropy, ranking_auc
+from electra_tf.models.losses import binary_entropy, ranking_auc
 
 from helpers import TINY_WORDS
 

@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from electra_tf.data import schema
 from electra_tf.models.pretrainer import ElectraPretrainer
-from electra_tf.training import steps
+from electra_tf.models import steps
 from electra_tf.training.optimization import make_optimizer
 
 VOCAB, L, P = 60, 12, 3

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from electra_tf.training import losses
+from electra_tf.models import losses
 
 VOCAB, HIDDEN, SEQ, PREDS = 20, 8, 6, 3
 

@@ -16,7 +16,7 @@ from electra_tf.models import artifacts
 from electra_tf.models.pretrainer import MaskedLMPretrainer
 from electra_tf.training import diagnostics, pretrain
 from electra_tf.training.callbacks import MetricsLogger, read_metrics
-from electra_tf.training.metrics import binary_entropy
+from electra_tf.models.losses import binary_entropy
 
 from test_pretrain_run import data_dir, tiny_config, write_corpus  # noqa: F401 (fixture)
 

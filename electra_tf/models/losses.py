@@ -134,3 +134,49 @@ def metric_value(replica_loss):
         float32 scalar.
     """
     return tf.cast(replica_loss, tf.float32) * float(num_replicas_in_sync())
+
+
+# === Statistics of the replaced-token task (logged by the pretrainer) ===
+
+
+def binary_entropy(p):
+    """Entropy in nats of a Bernoulli(p): the loss of always answering p.
+
+    Args:
+      p: float32 tensor of any shape in [0, 1].
+
+    Returns:
+      float32 tensor of the same shape (0 at p = 0 and p = 1).
+    """
+    p = tf.cast(p, tf.float32)
+    q = 1.0 - p
+    return -(tf.math.xlogy(p, p) + tf.math.xlogy(q, q))
+
+
+def ranking_auc(scores, labels, weights):
+    """Area under the ROC curve: P(a positive item scores above a negative one).
+
+    Computed from one sort (Mann-Whitney U); tied scores are ordered arbitrarily,
+    which float logits make rare.
+
+    Args:
+      scores: float tensor of any shape, e.g. `[batch, seq_len]` logits.
+      labels: same shape, 1.0 for positives, 0.0 for negatives.
+      weights: same shape, 1.0 for items that count, 0.0 for the others (padding).
+
+    Returns:
+      (auc, defined): float32 scalar and bool scalar; `defined` is False (and auc
+      0.5) when there is no positive or no negative item.
+    """
+    scores = tf.reshape(tf.cast(scores, tf.float32), [-1])
+    order = tf.argsort(scores, stable=True)
+    weights = tf.reshape(tf.cast(weights, tf.float32), [-1])
+    labels = tf.reshape(tf.cast(labels, tf.float32), [-1])
+    positives = tf.gather(labels * weights, order)
+    negatives = tf.gather((1.0 - labels) * weights, order)
+    negatives_below = tf.cumsum(negatives, exclusive=True)
+    pairs = tf.reduce_sum(positives) * tf.reduce_sum(negatives)
+    defined = pairs > 0
+    auc = tf.where(defined, tf.math.divide_no_nan(
+        tf.reduce_sum(positives * negatives_below), pairs), 0.5)
+    return auc, defined
