@@ -11,7 +11,7 @@ setup(
     install_requires=[
         "tensorflow~=2.20.0",
         "tensorflow-text~=2.20.0",
-        "keras>=3.10",
+        "keras>=3.10,<3.16",  # tests/test_keras_hooks.py: the private hooks we override
         "keras-hub",
         "absl-py",
         # Writes the SavedModels' warmup requests (PredictionLog records).

@@ -73,7 +73,7 @@ def measure(config_name, texts):
     import tensorflow as tf
 
     from electra_tf import config as config_lib
-    from electra_tf.data import schema
+    from electra_tf import schema
     from electra_tf.interpret.explainer import Explainer
     from electra_tf.models.classifier import ElectraClassifier
     from electra_tf.text.tokenizer import WordPieceTokenizer

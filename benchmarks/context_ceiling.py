@@ -48,7 +48,7 @@ from absl import app, flags, logging  # noqa: E402
 
 import shared_data  # noqa: E402  (benchmarks/, the script's directory)
 from electra_tf import config as config_lib  # noqa: E402
-from electra_tf.data import schema  # noqa: E402
+from electra_tf import schema  # noqa: E402
 from electra_tf.models.pretrainer import ElectraDiscriminator, scatter_at_positions  # noqa: E402
 from electra_tf.training import diagnostics  # noqa: E402
 from electra_tf.training import pretrain as pretrain_lib  # noqa: E402

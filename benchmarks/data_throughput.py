@@ -94,7 +94,7 @@ def bench_build(files, vocab, data_dir, args):
 def bench_pipeline(data_dir, vocab, args):
     import tensorflow as tf
 
-    from electra_tf.data import schema
+    from electra_tf import schema
     from electra_tf.data.pretraining import make_pretraining_dataset
     from electra_tf.text.tokenizer import WordPieceTokenizer
 

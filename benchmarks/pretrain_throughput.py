@@ -134,7 +134,9 @@ def synthetic_batches(cfg):
     """
     import tensorflow as tf
 
-    from electra_tf.data import pretraining, schema
+    from electra_tf import schema
+
+    from electra_tf.data import pretraining
 
     shape = [NUM_DISTINCT_BATCHES * cfg.train.batch_size, cfg.data.max_seq_length]
     words = tf.random.stateless_uniform(
@@ -363,7 +365,7 @@ def run_model_garden(cfg, xla):
                            "install the bench extra"}
     import tensorflow as tf
 
-    from electra_tf.data import schema
+    from electra_tf import schema
 
     tf_keras.utils.set_random_seed(cfg.train.seed)
     task = electra_task.ElectraPretrainTask(electra_task.ElectraPretrainConfig(
@@ -411,7 +413,7 @@ def run_pytorch(cfg):
     except ImportError as e:
         return {"system": PYTORCH,
                 "skipped": f"transformers/torch not importable ({e}); install the bench extra"}
-    from electra_tf.data import schema
+    from electra_tf import schema
 
     torch.manual_seed(cfg.train.seed)
     if _TORCH_THREADS.value:

@@ -49,7 +49,7 @@ def pooled_features(encoder, features, batch_size=512):
     import numpy as np
     import tensorflow as tf
 
-    from electra_tf.data import schema
+    from electra_tf import schema
 
     table = encoder.embeddings.token_embedding.embeddings
     states, embeddings = [], []
@@ -94,7 +94,9 @@ def batch_statistics(discriminator, generator, tokenizer, config):
     import tensorflow as tf
     from sklearn.metrics import roc_auc_score
 
-    from electra_tf.data import pretraining, schema
+    from electra_tf import schema
+
+    from electra_tf.data import pretraining
     from electra_tf.models import pretrainer
 
     batch = next(iter(pretraining.make_pretraining_dataset(

@@ -65,7 +65,8 @@ def prepare_vocab(work_dir, files, vocab_size):
 
 def prepare_data(work_dir, files, vocab_path, max_seq_length, name="pretraining_data"):
     """Pretraining TFRecords of `files` in `work_dir/name` (kept if complete)."""
-    from electra_tf.data import builder, schema
+    from electra_tf import schema
+    from electra_tf.data import builder
 
     data_dir = os.path.join(work_dir, name)
     if not os.path.exists(os.path.join(data_dir, schema.MANIFEST_NAME)):

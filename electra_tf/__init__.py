@@ -27,7 +27,7 @@ _EXPORTS = {
     "ElectraConfig": "electra_tf.config",
     "ConfigError": "electra_tf.config",
     "load_config": "electra_tf.config",
-    "FinetuneConfig": "electra_tf.training.finetune",
+    "FinetuneConfig": "electra_tf.config",
     "run_pretraining": "electra_tf.training.pretrain",
     "run_finetuning": "electra_tf.training.finetune",
     "export_model": "electra_tf.export.exporter",

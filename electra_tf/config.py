@@ -16,11 +16,12 @@ import dataclasses
 import difflib
 import json
 import math
-import os
-from typing import ClassVar
+from typing import ClassVar, Optional
 
 from absl import logging
 import tensorflow as tf
+
+from electra_tf import files
 
 # Keras activation names, so the encoder can hand the string straight to Keras. "gelu"
 # is the exact (erf) GELU, as in Hugging Face's ELECTRA.
@@ -158,6 +159,28 @@ class DataConfig:
         _check_in(self, "max_seq_length shuffle_buffer", 1)
 
 
+def max_predictions(mask_rate, max_seq_length):
+    """ELECTRA's prediction slots per sequence, `int((p + 0.005) * L)` (the 0.005 slack
+    is Google's formula): the config's derived value and the data pipeline's default."""
+    return int((mask_rate + 0.005) * max_seq_length)
+
+
+def check_masking_rates(mask_rate, mask_token_rate, random_token_rate):
+    """The masking rates' rule, for the config and for the data pipeline's arguments.
+
+    Raises:
+      ConfigError (a ValueError) naming the pretraining key that breaks it.
+    """
+    _require(0 < mask_rate < 1, f"pretraining.mask_rate must be in (0, 1), got {mask_rate}")
+    for name, value in (("mask_token_rate", mask_token_rate),
+                        ("random_token_rate", random_token_rate)):
+        _require(0 <= value <= 1, f"pretraining.{name} must be in [0, 1], got {value}")
+    _require(mask_token_rate + random_token_rate <= 1 + 1e-9,
+             "pretraining.mask_token_rate + pretraining.random_token_rate must be <= 1, got "
+             f"{mask_token_rate} + {random_token_rate} (they split the chosen tokens, so "
+             "their sum <= 1)")
+
+
 OBJECTIVES = ("electra", "mlm")
 TEMPERATURE_SCHEDULES = ("constant", "linear", "cosine")
 
@@ -207,17 +230,13 @@ class PretrainingConfig:
         _require(self.temperature_schedule == "constant" or self.temperature_decay_steps > 0,
                  f"pretraining.temperature_schedule={self.temperature_schedule!r} needs "
                  "pretraining.temperature_decay_steps > 0")
-        _check_in(self, "mask_rate", 0, 1, low_open=True, high_open=True)
-        _check_in(self, "mask_token_rate random_token_rate", 0, 1)
-        _require(self.mask_token_rate + self.random_token_rate <= 1 + 1e-9,
-                 f"pretraining.mask_token_rate + pretraining.random_token_rate must be "
-                 f"<= 1, got {self.mask_token_rate} + {self.random_token_rate}")
+        check_masking_rates(self.mask_rate, self.mask_token_rate, self.random_token_rate)
         _check_in(self, "temperature", 0, low_open=True)
         _check_in(self, "generator_weight discriminator_weight", 0)
 
     def max_predictions(self, max_seq_length):
-        """Masked positions per sequence; the 0.005 slack is Google's formula."""
-        return int((self.mask_rate + 0.005) * max_seq_length)
+        """Masked positions per sequence (`max_predictions`)."""
+        return max_predictions(self.mask_rate, max_seq_length)
 
     def temperature_kwargs(self):
         """The temperature schedule as `ElectraPretrainer` keyword arguments."""
@@ -446,11 +465,8 @@ def load_config(path, overrides=()):
 
 
 def save_config(cfg, path):
-    """Writes `cfg` as JSON; a temp file + rename, so readers never see half a file."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with tf.io.gfile.GFile(tmp, "w") as f:
-        f.write(json.dumps(to_dict(cfg), indent=2) + "\n")
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+    """Writes `cfg` as JSON, atomically (`files.atomic_output`)."""
+    files.write_json_atomic(path, to_dict(cfg))
 
 
 def diff_configs(a, b):
@@ -459,3 +475,109 @@ def diff_configs(a, b):
     return [f"{section}.{name}: {json.dumps(value)} != {json.dumps(db[section][name])}"
             for section, values in da.items()
             for name, value in values.items() if value != db[section][name]]
+
+
+# === Fine-tuning ===
+# A flat config (one experiment of tools/finetune.py); stored as finetune_config.json in
+# every fine-tuned output, read with the same strictness as the pretraining config.
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetuneConfig:
+    """One fine-tuning experiment. None fields take `paper_defaults` when resolved.
+
+    Attributes:
+      task: a GLUE task name (`glue.GLUE_TASKS`) or "custom".
+      init: a pretraining model_dir (or its `discriminator/` artifact), or "none" for a
+        randomly initialised encoder of `model_config` with the vocabulary `vocab`.
+      model_config, vocab, lowercase: for init "none" only (a pretrained init brings
+        its own vocabulary and casing).
+      text_column, text_pair_column, label_column, label_names, regression: the custom
+        task's columns and labels (see `glue.custom_task`); `label_names` is filled with
+        the task's labels when resolved.
+      batch_size: the global batch of one update (over replicas and micro-batches).
+      grad_accum_steps: split each update's batch into this many micro-batches (one
+        forward/backward pass each): the same update, the memory of one micro-batch.
+        batch_size must be divisible by it (and by replicas x grad_accum_steps under
+        a multi-replica strategy).
+    """
+
+    task: str
+    init: str
+    model_config: str = ""
+    vocab: str = ""
+    lowercase: bool = True
+    max_seq_length: int = 128
+    batch_size: int = 32
+    grad_accum_steps: int = 1
+    epochs: Optional[int] = None
+    learning_rate: Optional[float] = None
+    layer_decay: Optional[float] = None
+    dropout_rate: Optional[float] = None  # None: the encoder's own (hidden and attention)
+    warmup_fraction: float = 0.1
+    weight_decay: float = 0.01
+    clip_norm: float = 1.0
+    seed: int = 42
+    max_train_examples: int = 0  # 0: all; else a random sample (seeded, the same for every seed)
+    max_steps: int = 0  # 0: all epochs; else stop after this many updates
+    skip_bad_rows: bool = False
+    text_column: str = "text"
+    text_pair_column: str = ""
+    label_column: str = "label"
+    label_names: tuple = ()
+    regression: bool = False
+
+    def __post_init__(self):
+        for name in ("max_seq_length", "batch_size", "grad_accum_steps", "epochs"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"{name} must be >= 1, got {value}")
+        if self.batch_size % self.grad_accum_steps:
+            raise ConfigError(f"batch_size={self.batch_size} must be divisible by "
+                             f"grad_accum_steps={self.grad_accum_steps}")
+        if self.learning_rate is not None and not self.learning_rate > 0:
+            raise ConfigError(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.dropout_rate is not None and not 0 <= self.dropout_rate < 1:
+            raise ConfigError(f"dropout_rate must be in [0, 1), got {self.dropout_rate}")
+        if self.layer_decay is not None and not 0 < self.layer_decay <= 1:
+            raise ConfigError(f"layer_decay must be in (0, 1], got {self.layer_decay}")
+        if not 0 <= self.warmup_fraction <= 1:
+            raise ConfigError(f"warmup_fraction must be in [0, 1], got {self.warmup_fraction}")
+        if self.max_steps < 0:
+            raise ConfigError(f"max_steps must be >= 0, got {self.max_steps}")
+        if self.max_train_examples < 0:
+            raise ConfigError(f"max_train_examples must be >= 0, got {self.max_train_examples}")
+        object.__setattr__(self, "label_names", tuple(self.label_names))
+
+
+def load_finetune_config(path, overrides=()):
+    """Reads a finetune_config.json, then applies `overrides` ("key=value", values as
+    JSON, else as plain strings).
+
+    Raises:
+      ConfigError: naming the file and any unknown key (with a did-you-mean), or the
+        value the checks refuse.
+    """
+    try:
+        _require(tf.io.gfile.exists(path), "does not exist")
+        with tf.io.gfile.GFile(path, "r") as f:
+            values = json.loads(f.read(), object_pairs_hook=_reject_duplicate_keys)
+        _require(isinstance(values, dict), "a fine-tuning config must be a JSON object")
+        known = {f.name for f in dataclasses.fields(FinetuneConfig)}
+        for override in overrides:
+            key, sep, text = override.partition("=")
+            _require(sep == "=", f"override {override!r} is not of the form key=value")
+            try:
+                values[key.strip()] = json.loads(text)
+            except ValueError:
+                values[key.strip()] = text
+        for key in values:
+            _require(key in known, f"unknown key {key!r}{_did_you_mean(key, known)}")
+        return FinetuneConfig(**values)
+    except (ValueError, TypeError) as e:  # ConfigError, bad JSON, bad UTF-8.
+        raise ConfigError(f"fine-tuning config {path}: {e}") from None
+
+
+def save_finetune_config(cfg, path):
+    """Writes a FinetuneConfig as JSON, atomically (`files.atomic_output`)."""
+    files.write_json_atomic(path, dataclasses.asdict(cfg))

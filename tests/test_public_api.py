@@ -14,11 +14,10 @@ import tensorflow as tf
 
 import electra_tf
 from electra_tf import config as config_lib
-from electra_tf.data import schema
+from electra_tf import schema
 from electra_tf.models import artifacts
 from electra_tf.models.pretrainer import ElectraDiscriminator, ElectraGenerator
 from electra_tf.text import packing
-from electra_tf.training import finetune
 from helpers import REPO_ROOT
 
 ENCODER = dict(embedding_size=16, hidden_size=16, num_layers=2, num_heads=2,
@@ -156,7 +155,7 @@ def test_classifier_round_trips_give_identical_predictions(model_dir, tmp_path):
     np.testing.assert_array_equal(again.predict(TEXTS, verbose=0), logits)
     assert again.label_names == ("no", "yes")
     # Fine-tuning's loader reads the same directory.
-    loaded, cfg, _, label_names = finetune.load_finetuned(out)
+    loaded, cfg, _, label_names = artifacts.load_finetuned(out)
     assert label_names == ("no", "yes") and cfg.max_seq_length == 32
     np.testing.assert_array_equal(loaded.predict(model.preprocessor(TEXTS), verbose=0), logits)
     with pytest.raises(ValueError, match="2 labels, not num_labels=3"):

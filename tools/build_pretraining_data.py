@@ -14,6 +14,7 @@ from absl import flags
 from absl import logging
 
 import tool_errors  # tools/, the script's directory
+from electra_tf import files as files_lib
 from electra_tf.data import builder
 
 _INPUT = flags.DEFINE_list("input", None, "Comma-separated globs of input text files.")
@@ -34,7 +35,7 @@ _SHORT_SEQ_PROB = flags.DEFINE_float(
 _SINGLE_SEGMENT_PROB = flags.DEFINE_float(
     "single_segment_prob", 0.1, "Probability of a [CLS] A [SEP] example.")
 _MAX_LINE_BYTES = flags.DEFINE_integer(
-    "max_line_bytes", builder.MAX_LINE_BYTES, "A longer input line is an error (a line "
+    "max_line_bytes", files_lib.MAX_LINE_BYTES, "A longer input line is an error (a line "
     "holds a sentence or paragraph; tokenizing one costs ~40x its size in memory).")
 
 

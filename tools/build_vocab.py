@@ -12,7 +12,7 @@ from absl import flags
 from absl import logging
 
 import tool_errors  # tools/, the script's directory
-from electra_tf.data import builder
+from electra_tf import files as files_lib
 from electra_tf.text import vocab
 
 _INPUT = flags.DEFINE_list("input", None, "Comma-separated globs of input text files.")
@@ -27,7 +27,7 @@ _RESERVED_TOKENS = flags.DEFINE_list(
 _MAX_UNIQUE_CHARS = flags.DEFINE_integer(
     "max_unique_chars", 1000, "Keep tokens for at most this many distinct characters.")
 _MAX_LINE_BYTES = flags.DEFINE_integer(
-    "max_line_bytes", builder.MAX_LINE_BYTES, "A longer input line is an error (a line "
+    "max_line_bytes", files_lib.MAX_LINE_BYTES, "A longer input line is an error (a line "
     "holds a sentence or paragraph; tokenizing one costs ~40x its size in memory).")
 
 

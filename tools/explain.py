@@ -25,12 +25,11 @@ import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
 import tool_errors  # noqa: E402  (tools/, the script's directory)
-from electra_tf import explain  # noqa: E402
+from electra_tf.interpret import replaced_tokens as explain  # noqa: E402
 from electra_tf.export import exporter  # noqa: E402
 from electra_tf.interpret import explainer as explainer_lib  # noqa: E402
 from electra_tf.interpret import report  # noqa: E402

@@ -29,12 +29,12 @@ import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags, logging  # noqa: E402
 
 import runtime_flags  # noqa: E402  (tools/, the script's directory)
 import tool_errors  # noqa: E402
+from electra_tf import config as config_lib
 from electra_tf.data import glue  # noqa: E402
 from electra_tf.training import finetune, runtime  # noqa: E402
 
@@ -100,7 +100,7 @@ def main(argv):
     verbose = {"bar": 1, "lines": 2, "none": 0}[progress]
     # Bad data, paths or settings (ValueError, OSError) are all raised before training
     # starts; tool_errors turns them into one error line.
-    cfg = finetune.FinetuneConfig(
+    cfg = config_lib.FinetuneConfig(
         task=_TASK.value, init=_INIT.value, model_config=_CONFIG.value, vocab=_VOCAB.value,
         lowercase=_LOWERCASE.value, max_seq_length=_MAX_SEQ_LENGTH.value,
         batch_size=_BATCH_SIZE.value, grad_accum_steps=_GRAD_ACCUM_STEPS.value,

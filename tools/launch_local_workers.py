@@ -11,11 +11,8 @@ last checkpoint. With --logs_dir each worker writes DIR/worker_<i>.log, whose fi
 line holds its pid (kill one to try fault tolerance).
 """
 
-import os
 import signal
 import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags, logging  # noqa: E402
 

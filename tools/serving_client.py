@@ -9,10 +9,7 @@ else as one JSON object per text; --raw prints the server's whole answer.
 """
 
 import json
-import os
 import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags  # noqa: E402
 
@@ -33,7 +30,7 @@ flags.mark_flag_as_required("model_name")
 
 def _format_row(row):
     if {names.TOKENS, names.SCORES, names.NUM_TOKENS} <= set(row):
-        from electra_tf import explain  # loads TensorFlow: only when needed
+        from electra_tf.interpret import replaced_tokens as explain  # loads TensorFlow: only when needed
 
         (scores,) = explain.token_scores_from_rows(
             [row[names.TOKENS]], [row[names.SCORES]], [row[names.NUM_TOKENS]])

@@ -28,6 +28,7 @@ import tensorflow as tf
 from absl import logging
 
 from electra_tf import config as config_lib
+from electra_tf import files
 from electra_tf.convert import mapping
 from electra_tf.convert.mapping import ConversionError
 from electra_tf.models.classifier import ElectraClassifier
@@ -399,5 +400,4 @@ def save_hf_model(model, directory, vocab_path, lowercase, with_head=True):
 
 
 def _write_json(path, value):
-    with tf.io.gfile.GFile(path, "w") as f:
-        f.write(json.dumps(value, indent=2, sort_keys=True) + "\n")
+    files.write_json_atomic(path, value, sort_keys=True)

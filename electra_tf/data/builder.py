@@ -33,9 +33,7 @@ single-worker one.
 """
 
 import bisect
-import codecs
 import dataclasses
-import gzip
 import os
 import random
 import time
@@ -44,8 +42,11 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from electra_tf import schema
 from electra_tf.data import manifest as manifest_lib
-from electra_tf.data import schema
+from electra_tf.files import (MAX_LINE_BYTES, check_text_files, expand_inputs,
+                              split_patterns,
+                              line_too_long)
 from electra_tf.text import tokenizer as tokenizer_lib
 
 # `[CLS] a [SEP] b [SEP]`: the shortest target that still fits two segments.
@@ -54,12 +55,7 @@ MIN_TARGET_LENGTH = 5
 # keep both cores busy (measured fastest among 256/1024/4096 on the dev corpora).
 LINES_PER_BATCH = 1024
 PROGRESS_EVERY_SECONDS = 30
-# A line is one sentence or paragraph. A longer one is a file without line breaks (or
-# not text at all), and tokenizing it holds ~40 bytes of memory per byte of the line
-# (2 GB for 50 MB), so it is refused before it is tokenized.
-MAX_LINE_BYTES = 1 << 20
-# Bytes read from the start of each input to tell UTF-8 text from anything else.
-SNIFF_BYTES = 1 << 16
+
 
 
 @dataclasses.dataclass
@@ -264,93 +260,6 @@ def pack_documents(documents, max_seq_length, cls_id, sep_id, seed=12345,
 
 
 # === Input ===
-
-
-def _split_patterns(input_patterns):
-    if isinstance(input_patterns, str):
-        input_patterns = input_patterns.split(",")
-    return [p.strip() for p in input_patterns if p.strip()]
-
-
-def expand_inputs(input_patterns):
-    """Expands globs to a sorted, de-duplicated list of files.
-
-    Raises:
-      FileNotFoundError listing every pattern that matched no file.
-    """
-    patterns = _split_patterns(input_patterns)
-    if not patterns:
-        raise ValueError("no input given: pass one or more file globs")
-    files, unmatched = set(), []
-    for pattern in patterns:
-        matched = [p for p in tf.io.gfile.glob(pattern) if not tf.io.gfile.isdir(p)]
-        if not matched:
-            unmatched.append(pattern)
-        files.update(matched)
-    if unmatched:
-        raise FileNotFoundError(f"input glob(s) matched no file: {', '.join(unmatched)}")
-    return sorted(files)
-
-
-class NotTextError(ValueError):
-    """An input file is binary, gzip-compressed without a .gz name, or not UTF-8."""
-
-
-class LineTooLongError(ValueError):
-    """An input line is longer than `max_line_bytes` (the message names file and line)."""
-
-
-def line_too_long(path, line, size, max_line_bytes):
-    return LineTooLongError(
-        f"{path}:{line}: a line of {size} bytes, longer than max_line_bytes={max_line_bytes} "
-        "(--max_line_bytes); a line should hold one sentence or paragraph: break the "
-        "file into lines, or raise the limit")
-
-
-def check_text_file(path):
-    """Refuses a file that is not UTF-8 text, judged from its first `SNIFF_BYTES`, and a
-    truncated or corrupt gzip file.
-
-    As Perl's -T test does: a NUL byte means binary, and so does a sample of which
-    more than a third is odd (here: bytes of invalid UTF-8). A few bad bytes in text
-    (a Latin-1 "é" in an English file) pass; reading repairs and counts them.
-
-    Raises:
-      NotTextError naming the file and what is wrong with it.
-    """
-    with tf.io.gfile.GFile(path, "rb") as f:
-        if path.endswith(".gz"):
-            try:
-                stream = gzip.GzipFile(fileobj=f)
-                sample = stream.read(SNIFF_BYTES)
-                # TF's GZIP reader ends a truncated stream without an error, which
-                # would drop the file's tail silently; only reading it to the end
-                # finds the cut (one extra decompression, ~10% of a build's time).
-                while stream.read(1 << 24):
-                    pass
-            except (OSError, EOFError) as e:
-                raise NotTextError(f"{path} is not a valid gzip file: {e}") from e
-        else:
-            sample = f.read(SNIFF_BYTES)
-    if sample.startswith(b"\x1f\x8b") and not path.endswith(".gz"):
-        raise NotTextError(f"{path} is gzip-compressed but not named *.gz (inputs are "
-                           "decompressed by their .gz extension): rename it")
-    nul = sample.find(b"\x00")
-    if nul >= 0:
-        raise NotTextError(f"{path} is not text: byte {nul} is NUL (a binary file?)")
-    # surrogateescape turns each invalid byte into one U+DC80..U+DCFF; final=False
-    # leaves out a character cut by the end of the sample.
-    text = codecs.getincrementaldecoder("utf-8")("surrogateescape").decode(sample)
-    invalid = sum(1 for c in text if "\udc80" <= c <= "\udcff")
-    if 3 * invalid > len(sample):
-        raise NotTextError(f"{path} is not UTF-8 text: {invalid} of its first {len(sample)} "
-                           "bytes are invalid UTF-8 (convert it to UTF-8)")
-
-
-def check_text_files(files):
-    """`check_text_file` on each of `files`."""
-    for path in files:
-        check_text_file(path)
 
 
 def _batches_dataset(files, file_indices, tokenizer, max_line_bytes=MAX_LINE_BYTES):
@@ -669,7 +578,7 @@ def build_pretraining_data(input_patterns, vocab_path, output_dir, max_seq_lengt
     if num_shards < num_workers:
         raise ValueError(f"num_shards ({num_shards}) must be >= num_workers ({num_workers}) "
                          "so that every worker writes at least one shard")
-    patterns = _split_patterns(input_patterns)
+    patterns = split_patterns(input_patterns)
     all_files = expand_inputs(patterns)
     file_indices = list(range(shard_index, len(all_files), num_workers))
     files = [all_files[i] for i in file_indices]

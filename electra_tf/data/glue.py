@@ -45,7 +45,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from electra_tf.data import files
+from electra_tf import files
 from electra_tf.text.packing import pack_pair, pack_single
 
 BINARY = ("0", "1")
@@ -497,19 +497,6 @@ def _tokenize_and_pack(tokenizer, max_seq_length, texts_a, texts_b):
     return packed, tf.reduce_sum(kept, axis=1) < total
 
 
-def encode(tokenizer, max_seq_length, texts_a, texts_b=None):
-    """Tokenizes and packs a batch of texts (or pairs), in-graph.
-
-    Args:
-      tokenizer: a `WordPieceTokenizer`.
-      texts_a, texts_b: string `[batch]`.
-
-    Returns:
-      dict of token_ids, segment_ids int32 and padding_mask bool, `[batch, max_seq_length]`.
-    """
-    return _tokenize_and_pack(tokenizer, max_seq_length, texts_a, texts_b)[0]
-
-
 class ExampleEncoder:
     """Turns `Examples` into model inputs, tracing the tokenizer once for all splits.
 
@@ -573,28 +560,6 @@ def batch_dataset(features, labels=None, *, batch_size, shuffle=False, seed=None
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def make_dataset(examples, tokenizer, max_seq_length, batch_size, *, shuffle=False, seed=None,
-                 with_labels=True):
-    """`Examples` to batches of model inputs (and labels), tokenized once up front.
-
-    Args:
-      examples: `Examples`.
-      tokenizer: a `WordPieceTokenizer`.
-      max_seq_length: L; pairs are truncated longest-first.
-      batch_size, shuffle, seed: as `batch_dataset`.
-      with_labels: yield `(features, labels)`; needs labelled examples.
-
-    Returns:
-      A `tf.data.Dataset` of `features` or `(features, labels)`: features as `encode`
-      returns them, labels int32 (classes) or float32 (scores) `[batch]`.
-    """
-    if with_labels and examples.labels is None:
-        raise ValueError(f"{examples.path} has no labels")
-    features = ExampleEncoder(tokenizer, max_seq_length)(examples)
-    return batch_dataset(features, examples.labels if with_labels else None,
-                         batch_size=batch_size, shuffle=shuffle, seed=seed)
-
-
 def write_predictions(path, task, ids, logits, labels=None):
     """Writes every example's prediction with its probabilities (regression: its score).
 
@@ -641,7 +606,5 @@ def write_submission(path, task, ids, predictions):
         values = [task.label_names[i] for i in predictions.argmax(-1)]
     if len(values) != len(ids):
         raise ValueError(f"{len(ids)} ids but {len(values)} predictions")
-    tmp = path + ".tmp"
-    with tf.io.gfile.GFile(tmp, "w") as f:
-        f.write(SUBMISSION_HEADER + "\n" + "".join(f"{i}\t{v}\n" for i, v in zip(ids, values)))
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+    files.write_text_atomic(
+        path, SUBMISSION_HEADER + "\n" + "".join(f"{i}\t{v}\n" for i, v in zip(ids, values)))

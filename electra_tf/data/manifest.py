@@ -29,7 +29,8 @@ import os
 
 import tensorflow as tf
 
-from electra_tf.data import schema
+from electra_tf import files
+from electra_tf import schema
 
 
 VOCAB_NAME = "vocab.txt"
@@ -51,9 +52,7 @@ def copy_vocab(vocab_path, data_dir):
     path = data_vocab_path(data_dir)
     if os.path.abspath(vocab_path) == os.path.abspath(path):
         return path
-    tmp = f"{path}.tmp-{os.getpid()}"
-    tf.io.gfile.copy(vocab_path, tmp, overwrite=True)
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+    files.copy_atomic(vocab_path, path)
     return path
 
 
@@ -67,10 +66,7 @@ def write_manifest(output_dir, manifest):
     """Writes the manifest atomically (temp file + rename), so readers never see half."""
     name = worker_manifest_name(manifest.get("shard_index", 0), manifest.get("num_workers", 1))
     path = os.path.join(output_dir, name)
-    tmp = path + ".tmp"
-    with tf.io.gfile.GFile(tmp, "w") as f:
-        f.write(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+    files.write_json_atomic(path, manifest, sort_keys=True)
     return path
 
 

@@ -20,8 +20,9 @@ import os
 import tensorflow as tf
 from absl import logging
 
+from electra_tf import config as config_lib
+from electra_tf import schema
 from electra_tf.data import manifest as manifest_lib
-from electra_tf.data import schema
 from electra_tf.text import tokenizer as tokenizer_lib
 
 
@@ -35,11 +36,6 @@ class EmptyDataError(ValueError):
     A repeating pipeline over shards without a record never yields a batch and never
     ends, so training would hang on its first step; this is raised instead.
     """
-
-
-def default_max_predictions(mask_rate, max_seq_length):
-    """ELECTRA's number of prediction slots per sequence: `int((p + 0.005) * L)`."""
-    return int((mask_rate + 0.005) * max_seq_length)
 
 
 # === Masking ===
@@ -81,7 +77,7 @@ def mask_tokens(token_ids, padding_mask, *, special_ids, mask_id, vocab_size, ma
       Unused slots (weight 0) have position 0 and id 0, so gathers on them stay in
       range; losses must weight them out.
     """
-    _check_rates(mask_rate, mask_token_rate, random_token_rate)
+    config_lib.check_masking_rates(mask_rate, mask_token_rate, random_token_rate)
     token_ids = tf.convert_to_tensor(token_ids)
     padding_mask = tf.convert_to_tensor(padding_mask, dtype=tf.bool)
     dtype = token_ids.dtype
@@ -142,16 +138,6 @@ def mask_tokens(token_ids, padding_mask, *, special_ids, mask_id, vocab_size, ma
         schema.MASK_IDS: tf.where(is_real, original, tf.zeros_like(original)),
         schema.MASK_WEIGHTS: tf.cast(is_real, tf.float32),
     }
-
-
-def _check_rates(mask_rate, mask_token_rate, random_token_rate):
-    if not 0.0 < mask_rate <= 1.0:
-        raise ValueError(f"mask_rate must be in (0, 1], got {mask_rate}")
-    if mask_token_rate < 0 or random_token_rate < 0 or mask_token_rate + random_token_rate > 1:
-        raise ValueError(
-            "mask_token_rate and random_token_rate must be >= 0 with a sum <= 1, got "
-            f"{mask_token_rate} and {random_token_rate}"
-        )
 
 
 # === Shards ===
@@ -336,7 +322,7 @@ def make_pretraining_dataset(data_dir, tokenizer, batch_size, max_seq_length, *,
         `input_context.get_per_replica_batch_size(batch_size)` sequences per batch.
       max_seq_length: `L`; sequences are padded to it.
       mask_rate, mask_token_rate, random_token_rate: see `mask_tokens`.
-      max_predictions: `P`; defaults to `default_max_predictions(mask_rate, L)`.
+      max_predictions: `P`; defaults to `config.max_predictions(mask_rate, L)`.
       shuffle: shuffle files and records (seeded).
       repeat: repeat forever.
       seed: seeds shuffling and masking; the same seed and config give the same batches.
@@ -368,9 +354,9 @@ def make_pretraining_dataset(data_dir, tokenizer, batch_size, max_seq_length, *,
     """
     manifest, shards = check_data_dir(data_dir, tokenizer, max_seq_length)
 
-    _check_rates(mask_rate, mask_token_rate, random_token_rate)
+    config_lib.check_masking_rates(mask_rate, mask_token_rate, random_token_rate)
     if max_predictions is None:
-        max_predictions = default_max_predictions(mask_rate, max_seq_length)
+        max_predictions = config_lib.max_predictions(mask_rate, max_seq_length)
     if not 1 <= max_predictions <= max_seq_length:
         raise ValueError(
             f"max_predictions must be in [1, max_seq_length={max_seq_length}], got {max_predictions}"

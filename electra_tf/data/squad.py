@@ -42,7 +42,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from electra_tf.data import schema
+from electra_tf import schema
 
 # Reasons an answer is not aligned to WordPieces (keys of `SquadFeatures.skipped`).
 OFFSET_MISMATCH = "offset_mismatch"  # context[start:start + len(text)] != text

@@ -23,7 +23,7 @@ import os
 
 import numpy as np
 
-from electra_tf.data.files import write_text_atomic
+from electra_tf.files import write_text_atomic
 
 PREDICTIONS_JSON = "predictions.json"
 NBEST_PREDICTIONS_JSON = "nbest_predictions.json"

@@ -20,7 +20,7 @@ import re
 import numpy as np
 import tensorflow as tf
 
-from electra_tf.data import schema
+from electra_tf import schema
 
 IGNORE = -1
 DOCSTART = "-DOCSTART-"

@@ -24,11 +24,11 @@ import numpy as np
 import tensorflow as tf
 
 from electra_tf import config as config_lib
+from electra_tf import files
 from electra_tf.data import glue
 from electra_tf.export import names, opset, signatures, versioning, warmup
-from electra_tf.interpret import serving as interpret_serving
+from electra_tf.export import attributions
 from electra_tf.models import artifacts
-from electra_tf.training import finetune
 from electra_tf.text.tokenizer import WordPieceTokenizer
 
 ASSETS = "assets"
@@ -127,8 +127,7 @@ def write_export(model, endpoints, packer, export_dir, name, version=None,
 
 
 def _write_text(path, text):
-    with tf.io.gfile.GFile(path, "w") as f:
-        f.write(text)
+    files.write_text_atomic(path, text)
 
 
 def export_discriminator(model_dir, export_dir, name, version=None):
@@ -164,9 +163,9 @@ def export_classifier(output_dir, export_dir, name, version=None, explain_steps=
     Signatures: serving_default (text, plus text_pair for pair tasks), predict_ids,
     encoder_features, encoder_features_ids (see `signatures.py`), and with
     `explain_steps` (an int) `explain`: integrated-gradients attributions of the
-    predicted label over that many steps (`electra_tf.interpret.serving`).
+    predicted label over that many steps (`electra_tf.export.attributions`).
     """
-    model, cfg, vocab_path, label_names = finetune.load_finetuned(output_dir)
+    model, cfg, vocab_path, label_names = artifacts.load_finetuned(output_dir)
     packer = signatures.TextPacker(
         WordPieceTokenizer(vocab_path, lowercase=cfg.lowercase), cfg.max_seq_length)
     pair = is_pair_task(cfg)
@@ -175,7 +174,7 @@ def export_classifier(output_dir, export_dir, name, version=None, explain_steps=
             "text_pair": pair, "source": os.path.abspath(output_dir)}
     if explain_steps is not None:
         endpoints.update(
-            interpret_serving.explain_endpoint(model, packer, label_names, pair, explain_steps))
+            attributions.explain_endpoint(model, packer, label_names, pair, explain_steps))
         info["explain_steps"] = explain_steps
     return write_export(
         model, endpoints, packer, export_dir, name, version,

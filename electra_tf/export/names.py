@@ -1,6 +1,6 @@
 """Signature, input and output names of the exports: a public, stable API (README
 "Export and serving"). Plain strings with no TensorFlow import, so REST clients can use
-them without TensorFlow; the id inputs are `electra_tf.data.schema`'s feature names."""
+them without TensorFlow; the id inputs are `electra_tf.schema`'s feature names."""
 
 # === Signatures ===
 SERVING_DEFAULT = "serving_default"

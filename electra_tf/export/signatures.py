@@ -17,7 +17,7 @@ replaced_token_scores_ids' logits) run the encoder as Keras does.
 
 import tensorflow as tf
 
-from electra_tf.data import schema
+from electra_tf import schema
 from electra_tf.models import encoder as encoder_lib
 from electra_tf.export.names import (
     CLS_OUTPUT, ENCODER_FEATURES, ENCODER_FEATURES_IDS, LABEL, LOGITS, NUM_TOKENS, PREDICT_IDS,
@@ -50,60 +50,9 @@ def id_inputs(features):
     return {name: tf.cast(features[name], tf.int32) for name in ID_INPUTS}
 
 
-class RealTokenRows(encoder_lib.PaddedRows):
-    """The real tokens of a `[batch, seq]` batch as rows `[N, width]`, N = real tokens.
-
-    For `ElectraEncoder.call_rows`: rows of padded positions are never computed. The
-    heads of attention are gathered straight from the rows (and back), without the
-    padded `[batch * seq, width]` copy and the transposes of `PaddedRows`. Padded
-    positions take the values of row 0: as keys they get the -1e9 attention bias, so
-    they weigh exactly 0 as in the Keras model, and their query results are dropped.
-    So the real tokens' values equal the Keras model's.
-
-    Args:
-      padding_mask: bool `[batch, seq]`, true on real tokens.
-    """
-
-    def __init__(self, padding_mask):
-        shape = tf.shape(padding_mask)
-        super().__init__((shape[0], shape[1]))
-        flat_mask = tf.reshape(padding_mask, [-1])
-        # Row-major flat index (b * seq + position) of each real token: `[N]`.
-        self.positions = tf.cast(tf.where(flat_mask)[:, 0], tf.int32)
-        # The row of each position `[batch, seq]` (0 for padding).
-        row = tf.cumsum(tf.cast(flat_mask, tf.int32)) - 1
-        self._row_of_position = tf.reshape(tf.where(flat_mask, row, 0), shape)
-        self._batch, self._seq = shape[0], shape[1]
-
-    def to_rows(self, x):
-        return tf.gather(super().to_rows(x), self.positions)
-
-    def from_rows(self, rows):
-        """`[N, width]` -> `[batch, seq, width]`, zeros at padded positions."""
-        shape = tf.stack([self._batch * self._seq, rows.shape[-1]])
-        return super().from_rows(tf.scatter_nd(self.positions[:, None], rows, shape))
-
-    def split_heads(self, qkv_rows, num_heads, head_size):
-        """`[N, 3 * heads * head_size]` -> q, k, v `[batch, heads, seq, head_size]`."""
-        slices = tf.reshape(qkv_rows, [-1, head_size])  # [N * 3 * heads, head_size]
-        # Slice (row, t, head) of q/k/v t at [batch, head, seq].
-        first = (self._row_of_position[:, None, :] * (3 * num_heads)
-                 + tf.range(num_heads)[None, :, None])
-        return [tf.gather(slices, first + t * num_heads) for t in range(3)]
-
-    def merge_heads(self, context, width):
-        """`[batch, heads, seq, head_size]` -> `[N, width]`."""
-        heads, head_size = context.shape[1], context.shape[3]
-        slices = tf.reshape(context, [-1, head_size])  # [batch * heads * seq, head_size]
-        example, position = self.positions // self._seq, self.positions % self._seq
-        index = ((example[:, None] * heads + tf.range(heads)[None, :]) * self._seq
-                 + position[:, None])
-        return tf.reshape(tf.gather(slices, index), [-1, width])
-
-
 def real_token_rows(encoder, features):
     """The encoder's output at the real tokens: (rows `[N, hidden]`, RealTokenRows)."""
-    layout = RealTokenRows(features[schema.PADDING_MASK])
+    layout = encoder_lib.RealTokenRows(features[schema.PADDING_MASK])
     return encoder.call_rows(features, layout, training=False), layout
 
 

@@ -1,12 +1,13 @@
-"""Interpretability of fine-tuned classifiers: integrated-gradients token attributions.
+"""Looking inside trained models: what a discriminator flags and why a classifier decides.
 
-  integrated_gradients  the attribution math on packed features (one pass per batch)
-  explainer             `Explainer`: raw text in, `Explanation`s (words, label,
-                        probabilities, completeness) out
-  report                terminal, HTML and JSON-lines views of explanations
-  serving               the `explain` signature of a classifier export
+  replaced_tokens  the discriminator's per-token replaced probabilities, from a model
+                   dir or an export, and their terminal/HTML views (tools/explain.py)
+  explainer        `Explainer`: raw text in, integrated-gradients `Explanation`s (words,
+                   label, probabilities, completeness) out
+  report           terminal, HTML and JSON-lines views of explanations
 
-The modules are imported by name (`from electra_tf.interpret import explainer`): the
-exporter imports `serving`, and `explainer` reads fine-tuned dirs through the exporter.
-The discriminator's replaced-token scores are in `electra_tf.explain`.
+The top of the library: it reads model dirs and exports. The attribution math is
+`models/integrated_gradients.py`, and the `explain` signature of a classifier export
+`export/attributions.py`, so exports never import this package. Modules are imported by
+name (`from electra_tf.interpret import explainer`).
 """

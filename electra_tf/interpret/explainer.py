@@ -18,12 +18,12 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from electra_tf import explain
-from electra_tf.data import schema
+from electra_tf.interpret import replaced_tokens as explain
+from electra_tf import schema
 from electra_tf.export import exporter, signatures
-from electra_tf.interpret import integrated_gradients as ig
+from electra_tf.models import integrated_gradients as ig
 from electra_tf.text.tokenizer import WordPieceTokenizer
-from electra_tf.training import finetune
+from electra_tf.models import artifacts
 
 DEFAULT_STEPS = 32
 # Token positions (rows x sequence length) of one forward/backward pass: about what one
@@ -188,7 +188,7 @@ class Explainer:
     def from_finetuned(cls, output_dir, **kwargs):
         """An Explainer of a tools/finetune.py output dir (its best seed); `kwargs` as
         for the constructor (steps, max_tokens_per_pass)."""
-        model, cfg, vocab_path, label_names = finetune.load_finetuned(output_dir)
+        model, cfg, vocab_path, label_names = artifacts.load_finetuned(output_dir)
         tokenizer = WordPieceTokenizer(vocab_path, lowercase=cfg.lowercase)
         return cls(model, tokenizer, cfg.max_seq_length, label_names,
                    pair=exporter.is_pair_task(cfg), **kwargs)

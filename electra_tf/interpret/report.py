@@ -8,7 +8,7 @@ attribution relative to the largest |attribution| among the text's words.
 import html
 import json
 
-from electra_tf import explain
+from electra_tf.interpret import replaced_tokens as explain
 
 # Background colours of xterm's 256-colour palette, weakest to strongest.
 _ANSI_FOR = (194, 157, 120, 83, 40)

@@ -34,7 +34,8 @@ import keras
 import tensorflow as tf
 
 from electra_tf import config as config_lib
-from electra_tf.data import schema
+from electra_tf import files
+from electra_tf import schema
 from electra_tf.models.classifier import ElectraClassifier  # noqa: F401 (model.json names it)
 from electra_tf.models.pretrainer import ElectraDiscriminator, ElectraGenerator
 from electra_tf.text.preprocessor import Preprocessor
@@ -55,13 +56,6 @@ CLASSIFIER = "classifier"
 _CLASSES = {DISCRIMINATOR: ElectraDiscriminator, GENERATOR: ElectraGenerator}
 
 
-def _write_text(path, text):
-    tmp = path + ".tmp"
-    with tf.io.gfile.GFile(tmp, "w") as f:
-        f.write(text)
-    tf.io.gfile.rename(tmp, path, overwrite=True)
-
-
 def save_artifact(model, directory, experiment_config, vocab_path, step=None, extra_meta=None):
     """Writes `model` (an ElectraDiscriminator or ElectraGenerator) as an artifact.
 
@@ -75,12 +69,10 @@ def save_artifact(model, directory, experiment_config, vocab_path, step=None, ex
     if kind is None:
         raise TypeError(f"cannot save {type(model).__name__} as an artifact")
     tf.io.gfile.makedirs(directory)
-    tf.io.gfile.copy(vocab_path, os.path.join(directory, VOCAB), overwrite=True)
+    files.copy_atomic(vocab_path, os.path.join(directory, VOCAB))
     config_lib.save_config(experiment_config, os.path.join(directory, CONFIG_JSON))
-    weights = os.path.join(directory, WEIGHTS)
-    tmp = os.path.join(directory, "tmp." + WEIGHTS)
-    model.save_weights(tmp)
-    tf.io.gfile.rename(tmp, weights, overwrite=True)
+    with files.atomic_output(os.path.join(directory, WEIGHTS), keep_name_ending=True) as tmp:
+        model.save_weights(tmp)
     meta = {
         "kind": kind,
         "format_version": FORMAT_VERSION,
@@ -89,7 +81,7 @@ def save_artifact(model, directory, experiment_config, vocab_path, step=None, ex
         **(extra_meta or {}),
     }
     # Written last: its presence marks a complete artifact.
-    _write_text(os.path.join(directory, ARTIFACT_JSON), json.dumps(meta, indent=2) + "\n")
+    files.write_text_atomic(os.path.join(directory, ARTIFACT_JSON), json.dumps(meta, indent=2) + "\n")
     return directory
 
 
@@ -101,7 +93,7 @@ class Artifact:
       model: the Keras model (`ElectraDiscriminator`, `ElectraGenerator` or
         `ElectraClassifier`), built.
       config: an `electra_tf.config.ElectraConfig` (discriminator, generator), or the
-        fine-tuning config as a dict (classifier; `training.finetune.FinetuneConfig`
+        fine-tuning config as a dict (classifier; `config.FinetuneConfig`
         fields).
       vocab_path: the directory's vocab.txt.
       meta: artifact.json's content (classifier: {"kind", "label_names"}).
@@ -266,19 +258,18 @@ def save_classifier(model, directory, finetune_config, vocab_path):
       vocab_path: copied in as vocab.txt.
     """
     tf.io.gfile.makedirs(directory)
-    tf.io.gfile.copy(vocab_path, os.path.join(directory, VOCAB), overwrite=True)
-    _write_text(os.path.join(directory, FINETUNE_CONFIG_JSON),
+    files.copy_atomic(vocab_path, os.path.join(directory, VOCAB))
+    files.write_text_atomic(os.path.join(directory, FINETUNE_CONFIG_JSON),
                 json.dumps(finetune_config, indent=2) + "\n")
     architecture = keras.saving.serialize_keras_object(model)
     # The architecture only: export and further training bring their own optimizer,
     # and loading brings the preprocessor of the directory's own vocab.txt.
     architecture.pop("compile_config", None)
     architecture["config"].pop("preprocessor", None)
-    _write_text(os.path.join(directory, MODEL_JSON), json.dumps(architecture, indent=2) + "\n")
+    files.write_text_atomic(os.path.join(directory, MODEL_JSON), json.dumps(architecture, indent=2) + "\n")
     # Weights last, via a temporary name: their presence marks a complete model.
-    tmp = os.path.join(directory, "tmp." + WEIGHTS)
-    model.save_weights(tmp)
-    tf.io.gfile.rename(tmp, os.path.join(directory, WEIGHTS), overwrite=True)
+    with files.atomic_output(os.path.join(directory, WEIGHTS), keep_name_ending=True) as tmp:
+        model.save_weights(tmp)
     return directory
 
 
@@ -337,3 +328,18 @@ def build_inputs(model, seq_len, batch=1):
         inputs[schema.MASK_POSITIONS] = tf.zeros([batch, 1], tf.int32)
     model(inputs)
     return model
+
+
+def load_finetuned(output_dir):
+    """Loads a fine-tuned model from a run directory or a multi-seed output_dir
+    (`artifacts.load(output_dir, "classifier")`, with the config as a FinetuneConfig).
+
+    Returns:
+      (model, finetune_config, vocab_path, label_names): an `ElectraClassifier` built
+      for `finetune_config.max_seq_length`; tokenize with
+      `WordPieceTokenizer(vocab_path, lowercase=finetune_config.lowercase)`;
+      `label_names` are the classes in output order (empty for regression).
+    """
+    artifact = load(output_dir, CLASSIFIER)
+    cfg = config_lib.load_finetune_config(os.path.join(artifact.directory, FINETUNE_CONFIG_JSON))
+    return artifact.model, cfg, artifact.vocab_path, cfg.label_names

@@ -13,7 +13,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from electra_tf.data import schema
+from electra_tf import schema
 from electra_tf.models.encoder import ElectraEncoder, truncated_normal
 from electra_tf.text import preprocessor as preprocessor_lib
 from electra_tf.models import layerwise, steps
@@ -126,7 +126,7 @@ class ElectraClassifier(keras.Model):
 
     Call args:
         inputs: dict of token_ids, segment_ids int `[batch, seq_len]` and
-            padding_mask bool `[batch, seq_len]` (`electra_tf.data.schema` names).
+            padding_mask bool `[batch, seq_len]` (`electra_tf.schema` names).
 
     Returns:
         float32 logits `[batch, num_labels]` (regression: scores `[batch, 1]`).

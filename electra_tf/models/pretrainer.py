@@ -32,7 +32,7 @@ import random
 import keras
 import tensorflow as tf
 
-from electra_tf.data import schema
+from electra_tf import schema
 from electra_tf.models.encoder import ElectraEncoder
 from electra_tf.models.heads import MaskedLMHead, ReplacedTokenHead
 from electra_tf.models import losses, steps
@@ -139,7 +139,7 @@ def corrupt(inputs, mlm_logits, temperature, uniform, disallow_correct=False):
 
     Args:
       inputs: a pretraining batch (token_ids with [MASK]s, segment_ids, padding_mask,
-        mask_positions, mask_ids, mask_weights; see `data/schema.py`).
+        mask_positions, mask_ids, mask_weights; see `electra_tf/schema.py`).
       mlm_logits: the generator's logits `[batch, num_predictions, vocab]` (no
         gradient flows through the sampling).
       temperature: sampling temperature (float or float32 scalar tensor).
@@ -527,7 +527,7 @@ class ElectraPretrainer(_Pretrainer):
       seed, grad_accum_steps: see `_Pretrainer`.
 
     Inputs (`fit`/`evaluate` batches): dicts from
-    `data.pretraining.make_pretraining_dataset` (feature names in `data/schema.py`).
+    `data.pretraining.make_pretraining_dataset` (feature names in `electra_tf/schema.py`).
     Before `fit` under a distribution strategy, call `build_from_spec`.
 
     Metrics: loss, mlm_loss, rtd_loss, mlm_accuracy, rtd_accuracy, rtd_precision,

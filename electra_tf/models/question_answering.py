@@ -21,7 +21,7 @@ so it gets the full learning rate.
 import keras
 from keras import ops
 
-from electra_tf.data import schema
+from electra_tf import schema
 from electra_tf.models.encoder import ElectraEncoder, truncated_normal
 
 START_LOGITS = "start_logits"
@@ -71,7 +71,7 @@ class ElectraForQuestionAnswering(keras.Model):
 
     Call args:
         inputs: dict of token_ids, segment_ids int `[batch, seq_len]` and
-            padding_mask bool `[batch, seq_len]` (`electra_tf.data.schema` names).
+            padding_mask bool `[batch, seq_len]` (`electra_tf.schema` names).
 
     Returns:
         dict of `START_LOGITS` and `END_LOGITS`, float32 `[batch, seq_len]`

@@ -11,7 +11,7 @@ time comes off the end of the longer text (of the second on a tie) until the pai
 
 import tensorflow as tf
 
-from electra_tf.data import schema
+from electra_tf import schema
 
 
 def longest_first_lengths(length_a, length_b, budget):

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from electra_tf.data import schema
+from electra_tf import schema
 from electra_tf.text import packing
 from electra_tf.text.tokenizer import WordPieceTokenizer
 
@@ -62,7 +62,7 @@ class Preprocessor(keras.layers.Layer):
     Returns:
         dict of token_ids int32 `[batch, L]` (`[CLS] a [SEP]` or `[CLS] a [SEP] b
         [SEP]`, then [PAD]), segment_ids int32 `[batch, L]` (1 on `b [SEP]`), and
-        padding_mask bool `[batch, L]` (`electra_tf.data.schema` names).
+        padding_mask bool `[batch, L]` (`electra_tf.schema` names).
 
     Attributes:
         tokenizer: the `WordPieceTokenizer`.

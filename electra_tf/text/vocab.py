@@ -20,8 +20,8 @@ from absl import logging
 from tensorflow_text.python.ops import bert_tokenizer
 from tensorflow_text.tools.wordpiece_vocab import wordpiece_tokenizer_learner_lib as learner
 
-from electra_tf.data.builder import (MAX_LINE_BYTES, check_text_files, expand_inputs,
-                                     line_too_long)
+from electra_tf import files
+from electra_tf.files import MAX_LINE_BYTES, check_text_files, expand_inputs, line_too_long
 from electra_tf.text.tokenizer import SPECIAL_TOKENS, normalize
 
 SUFFIX_INDICATOR = "##"
@@ -55,8 +55,8 @@ def count_words(files, lowercase=True, max_line_bytes=MAX_LINE_BYTES):
 
     Raises:
       FileNotFoundError listing every glob that matched no file.
-      builder.NotTextError: a file is binary, gzip without a .gz name, or not UTF-8.
-      builder.LineTooLongError: a line is longer than `max_line_bytes`.
+      files.NotTextError: a file is binary, gzip without a .gz name, or not UTF-8.
+      files.LineTooLongError: a line is longer than `max_line_bytes`.
     """
     paths = expand_inputs(files)
     check_text_files(paths)
@@ -128,7 +128,7 @@ def learn_wordpiece_vocab(files, vocab_size, lowercase=True, reserved_tokens=(),
 
     Raises:
       FileNotFoundError: a glob matched no file (all such globs are named).
-      builder.NotTextError, builder.LineTooLongError: see `count_words`.
+      files.NotTextError, files.LineTooLongError: see `count_words`.
       ValueError: the text has no words, or `vocab_size` cannot hold the special
         tokens and the characters.
     """
@@ -257,5 +257,4 @@ def write_vocab(tokens, path):
         if token in seen:
             raise ValueError(f"token {i} ({token!r}) repeats an earlier token")
         seen.add(token)
-    with tf.io.gfile.GFile(path, "w") as f:
-        f.write("".join(f"{t}\n" for t in tokens))
+    files.write_text_atomic(path, "".join(f"{t}\n" for t in tokens))

@@ -15,7 +15,7 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from electra_tf.data import files
+from electra_tf import files
 
 
 def _rng_states(model):

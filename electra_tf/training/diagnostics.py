@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from electra_tf.data import schema
+from electra_tf import schema
 from electra_tf.models.losses import ranking_auc
 
 

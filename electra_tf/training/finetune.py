@@ -2,7 +2,7 @@
 
     cfg = FinetuneConfig(task="sst2", init="MODEL_DIR")
     summary = run_finetuning(cfg, "glue/SST-2", "out/sst2", seeds=3)
-    model, cfg, vocab_path, label_names = load_finetuned("out/sst2")
+    model, cfg, vocab_path, label_names = artifacts.load_finetuned("out/sst2")
 
 The recipe is the ELECTRA paper's: AdamW (weight decay 0.01, not on LayerNorm or
 biases), 10% linear warmup then linear decay, layer-wise learning-rate decay (top block
@@ -16,7 +16,7 @@ which fits SST-2 much better than 3e-4 in 3 epochs (benchmarks/README.md).
 Output directory of one run (`seeds=1`):
 
     finetune_config.json   the resolved FinetuneConfig (hyper-parameters, seed, labels,
-                           lowercase); read back by `load_config`
+                           lowercase); read back by `config.load_finetune_config`
     model.json             the ElectraClassifier's Keras config
     model.weights.h5       its weights
     vocab.txt              the vocabulary (tokenize with finetune_config.lowercase)
@@ -44,7 +44,7 @@ there), with a last evaluation.
 With `seeds=N > 1`, each seed `s` (cfg.seed, cfg.seed + 1, ...) runs into `seed_<s>/`
 with the layout above (its eval_results.json holding that run's results), and the top
 level holds the summary eval_results.json and the submission and predictions files of
-the best seed by the main dev metric; `load_finetuned(output_dir)` then loads the best seed's model.
+the best seed by the main dev metric; `artifacts.load_finetuned(output_dir)` then loads the best seed's model.
 
 Under MultiWorkerMirroredStrategy every worker trains and evaluates (both are
 collective: the dev metrics cover the whole dev set, gathered over the workers), and
@@ -60,13 +60,13 @@ import math
 import os
 import statistics
 import time
-from typing import Optional
 
 import keras
 import tensorflow as tf
 from absl import logging
 
 from electra_tf import config as config_lib
+from electra_tf import files
 from electra_tf.data import glue
 from electra_tf.models import artifacts
 from electra_tf.models.classifier import ElectraClassifier
@@ -90,90 +90,6 @@ TENSORBOARD = "tensorboard"
 RATES_BY_SIZE = {"tiny": (1e-3, 0.8), "small": (3e-4, 0.8), "base": (1e-4, 0.8),
                  "large": (5e-5, 0.9)}
 LONG_TASKS = ("stsb", "rte")  # 10 epochs instead of 3
-
-
-@dataclasses.dataclass(frozen=True)
-class FinetuneConfig:
-    """One fine-tuning experiment. None fields take `paper_defaults` when resolved.
-
-    Attributes:
-      task: a GLUE task name (`glue.GLUE_TASKS`) or "custom".
-      init: a pretraining model_dir (or its `discriminator/` artifact), or "none" for a
-        randomly initialised encoder of `model_config` with the vocabulary `vocab`.
-      model_config, vocab, lowercase: for init "none" only (a pretrained init brings
-        its own vocabulary and casing).
-      text_column, text_pair_column, label_column, label_names, regression: the custom
-        task's columns and labels (see `glue.custom_task`); `label_names` is filled with
-        the task's labels when resolved.
-      batch_size: the global batch of one update (over replicas and micro-batches).
-      grad_accum_steps: split each update's batch into this many micro-batches (one
-        forward/backward pass each): the same update, the memory of one micro-batch.
-        batch_size must be divisible by it (and by replicas x grad_accum_steps under
-        a multi-replica strategy).
-    """
-
-    task: str
-    init: str
-    model_config: str = ""
-    vocab: str = ""
-    lowercase: bool = True
-    max_seq_length: int = 128
-    batch_size: int = 32
-    grad_accum_steps: int = 1
-    epochs: Optional[int] = None
-    learning_rate: Optional[float] = None
-    layer_decay: Optional[float] = None
-    dropout_rate: Optional[float] = None  # None: the encoder's own (hidden and attention)
-    warmup_fraction: float = 0.1
-    weight_decay: float = 0.01
-    clip_norm: float = 1.0
-    seed: int = 42
-    max_train_examples: int = 0  # 0: all; else a random sample (seeded, the same for every seed)
-    max_steps: int = 0  # 0: all epochs; else stop after this many updates
-    skip_bad_rows: bool = False
-    text_column: str = "text"
-    text_pair_column: str = ""
-    label_column: str = "label"
-    label_names: tuple = ()
-    regression: bool = False
-
-    def __post_init__(self):
-        for name in ("max_seq_length", "batch_size", "grad_accum_steps", "epochs"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
-        if self.batch_size % self.grad_accum_steps:
-            raise ValueError(f"batch_size={self.batch_size} must be divisible by "
-                             f"grad_accum_steps={self.grad_accum_steps}")
-        if self.learning_rate is not None and not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
-        if self.dropout_rate is not None and not 0 <= self.dropout_rate < 1:
-            raise ValueError(f"dropout_rate must be in [0, 1), got {self.dropout_rate}")
-        if self.layer_decay is not None and not 0 < self.layer_decay <= 1:
-            raise ValueError(f"layer_decay must be in (0, 1], got {self.layer_decay}")
-        if not 0 <= self.warmup_fraction <= 1:
-            raise ValueError(f"warmup_fraction must be in [0, 1], got {self.warmup_fraction}")
-        if self.max_steps < 0:
-            raise ValueError(f"max_steps must be >= 0, got {self.max_steps}")
-        if self.max_train_examples < 0:
-            raise ValueError(f"max_train_examples must be >= 0, got {self.max_train_examples}")
-        object.__setattr__(self, "label_names", tuple(self.label_names))
-
-
-def save_config(cfg, path):
-    with tf.io.gfile.GFile(path, "w") as f:
-        f.write(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
-
-
-def load_config(path):
-    """Reads a finetune_config.json; unknown keys are errors naming them."""
-    with tf.io.gfile.GFile(path) as f:
-        values = json.load(f)
-    known = {f.name for f in dataclasses.fields(FinetuneConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"{path}: unknown key(s) {unknown}")
-    return FinetuneConfig(**values)
 
 
 def model_size(encoder_config):
@@ -310,21 +226,6 @@ def compile_classifier(model, cfg, task, num_train_steps, jit_compile="auto"):
 def save_finetuned(model, cfg, vocab_path, directory):
     """Writes a fine-tuned classifier (see the module docstring for the files)."""
     artifacts.save_classifier(model, directory, dataclasses.asdict(cfg), vocab_path)
-
-
-def load_finetuned(output_dir):
-    """Loads a fine-tuned model from a run directory or a multi-seed output_dir
-    (`artifacts.load(output_dir, "classifier")`, with the config as a FinetuneConfig).
-
-    Returns:
-      (model, finetune_config, vocab_path, label_names): an `ElectraClassifier` built
-      for `finetune_config.max_seq_length`; tokenize with
-      `WordPieceTokenizer(vocab_path, lowercase=finetune_config.lowercase)`;
-      `label_names` are the classes in output order (empty for regression).
-    """
-    artifact = artifacts.load(output_dir, artifacts.CLASSIFIER)
-    cfg = load_config(os.path.join(artifact.directory, FINETUNE_CONFIG_JSON))
-    return artifact.model, cfg, artifact.vocab_path, cfg.label_names
 
 
 @dataclasses.dataclass
@@ -497,8 +398,7 @@ def predictions_file(split):
 
 
 def _write_json(path, value):
-    with tf.io.gfile.GFile(path, "w") as f:
-        f.write(json.dumps(value, indent=2) + "\n")
+    files.write_json_atomic(path, value)
 
 
 def prepare_output_dir(output_dir, overwrite, create=True):
@@ -564,10 +464,8 @@ def run_finetuning(cfg, data_dir, output_dir, *, seeds=1, overwrite=False, verbo
         raise ValueError(f"seeds must be >= 1, got {seeds}")
     strategy = strategy or tf.distribute.get_strategy()
     chief = runtime.is_chief(strategy)
-    replicas = strategy.num_replicas_in_sync
-    if cfg.grad_accum_steps > 1 and cfg.batch_size % (replicas * cfg.grad_accum_steps):
-        raise ValueError(f"batch_size={cfg.batch_size} (the global batch) must be divisible "
-                         f"by replicas ({replicas}) x grad_accum_steps ({cfg.grad_accum_steps})")
+    if cfg.grad_accum_steps > 1:  # without it, replicas may hold uneven shares
+        runtime.check_global_batch(strategy, cfg.batch_size, cfg.grad_accum_steps, "batch_size")
     task = make_task(cfg, data_dir)
     init = load_init(cfg)
     _check_length(init, cfg.max_seq_length)

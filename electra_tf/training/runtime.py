@@ -153,8 +153,12 @@ def precision_policy(name):
         keras.mixed_precision.set_global_policy(previous)
 
 
-def check_global_batch(strategy, global_batch_size, grad_accum_steps=1):
+def check_global_batch(strategy, global_batch_size, grad_accum_steps=1, key="train.batch_size"):
     """Checks that the global batch splits evenly into replicas and micro-batches.
+
+    Args:
+      key: the setting's name in the message (pretraining's `train.batch_size`,
+        fine-tuning's `batch_size`).
 
     Raises:
       ValueError: naming the sizes.
@@ -162,7 +166,7 @@ def check_global_batch(strategy, global_batch_size, grad_accum_steps=1):
     replicas = strategy.num_replicas_in_sync
     if global_batch_size % (replicas * grad_accum_steps):
         raise ValueError(
-            f"train.batch_size={global_batch_size} (the global batch) must be divisible "
+            f"{key}={global_batch_size} (the global batch) must be divisible "
             f"by replicas ({replicas}) x grad_accum_steps ({grad_accum_steps})"
         )
 

@@ -8,7 +8,7 @@ import json
 
 import numpy as np
 
-from electra_tf.data import schema
+from electra_tf import schema
 
 TOLERANCE = 1e-4
 

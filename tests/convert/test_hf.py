@@ -15,7 +15,7 @@ from electra_tf import config as config_lib  # noqa: E402
 from electra_tf.convert import ConversionError, convert_checkpoint  # noqa: E402
 from electra_tf.convert import hf as hf_convert  # noqa: E402
 from electra_tf.convert import mapping  # noqa: E402
-from electra_tf.data import schema  # noqa: E402
+from electra_tf import schema  # noqa: E402
 from electra_tf.models import artifacts  # noqa: E402
 
 pytestmark = pytest.mark.parity

@@ -14,7 +14,7 @@ pytest.importorskip("safetensors")
 import convert_testing as ct  # noqa: E402
 from electra_tf import config as config_lib  # noqa: E402
 from electra_tf.convert import convert_checkpoint, mapping  # noqa: E402
-from electra_tf.data import schema  # noqa: E402
+from electra_tf import schema  # noqa: E402
 from electra_tf.models import artifacts  # noqa: E402
 from electra_tf.text.tokenizer import WordPieceTokenizer, load_vocab  # noqa: E402
 

@@ -10,9 +10,10 @@ import pytest
 import tensorflow as tf
 
 from helpers import dev_corpus_files
+from electra_tf import files as files_lib
 from electra_tf.data import builder
 from electra_tf.data import manifest as manifest_lib
-from electra_tf.data import schema
+from electra_tf import schema
 from electra_tf.text.tokenizer import SPECIAL_TOKENS, WordPieceTokenizer, vocab_sha256
 
 L = 16
@@ -408,7 +409,7 @@ def test_non_text_input_is_refused_before_anything_is_written(tmp_path, group_vo
     write_text(inputs / "a.txt", [[["a1", "a2"]] * 50])
     (inputs / name).write_bytes(content)
     out = tmp_path / "out"
-    with pytest.raises(builder.NotTextError, match=match):
+    with pytest.raises(files_lib.NotTextError, match=match):
         builder.build_pretraining_data(str(inputs / "*"), group_vocab, str(out),
                                        max_seq_length=L, num_shards=2)
     assert not out.exists()
@@ -433,7 +434,7 @@ def test_overlong_line_names_file_and_line_and_keeps_old_data(tmp_path, group_vo
                                    max_seq_length=L, num_shards=2)
     before = {n: (out / n).read_bytes() for n in os.listdir(out)}
     (inputs / "b.txt").write_text("a1 a2\n" * 3 + "a3 " * 400 + "\na1\n")
-    with pytest.raises(builder.LineTooLongError, match=r"b.txt:4: a line of 1200 bytes"):
+    with pytest.raises(files_lib.LineTooLongError, match=r"b.txt:4: a line of 1200 bytes"):
         builder.build_pretraining_data(str(inputs / "*"), group_vocab, str(out),
                                        max_seq_length=L, num_shards=2, overwrite=True,
                                        max_line_bytes=1000)

@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from helpers import REPO_ROOT, TINY_WORDS, shared_path
 from electra_tf.data import builder
-from electra_tf.data import schema
+from electra_tf import schema
 
 TOOL = str(REPO_ROOT / "tools" / "build_pretraining_data.py")
 SUBPROCESS_TIMEOUT = 300

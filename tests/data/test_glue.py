@@ -7,7 +7,9 @@ import pytest
 import tensorflow as tf
 
 from helpers import shared_path
-from electra_tf.data import glue, schema
+from electra_tf import schema
+from electra_tf.data import glue
+from electra_tf.export import signatures
 from electra_tf.text.tokenizer import WordPieceTokenizer
 
 
@@ -227,13 +229,21 @@ def test_custom_regression_tsv_and_missing_files(tmp_path):
 # === tf.data and submissions ===
 
 
-def test_make_dataset_packs_pairs_and_shuffles_by_seed(tmp_path, tiny_vocab):
+def _dataset(examples, tokenizer, max_seq_length, batch_size, *, shuffle=False, seed=None,
+             with_labels=True):
+    """What fine-tuning feeds model.fit: encoded once, then batched (and shuffled)."""
+    features = glue.ExampleEncoder(tokenizer, max_seq_length)(examples)
+    return glue.batch_dataset(features, examples.labels if with_labels else None,
+                              batch_size=batch_size, shuffle=shuffle, seed=seed)
+
+
+def test_encoded_batches_pack_pairs_and_shuffle_by_seed(tmp_path, tiny_vocab):
     tokenizer = WordPieceTokenizer(tiny_vocab)
     examples = glue.Examples(
         path="x", texts_a=["the cat sat", "a dog", "hello world", "the red car"],
         texts_b=["on the mat", "ran fast", "!", "is big"],
         labels=np.array([0, 1, 0, 1], np.int32), ids=["0", "1", "2", "3"], skipped={})
-    features, labels = next(iter(glue.make_dataset(examples, tokenizer, 8, batch_size=4)))
+    features, labels = next(iter(_dataset(examples, tokenizer, 8, batch_size=4)))
     assert features[schema.TOKEN_IDS].shape == (4, 8) and labels.numpy().tolist() == [0, 1, 0, 1]
     vocab = tokenizer.vocab
     first = [vocab[i] for i in features[schema.TOKEN_IDS][0].numpy()]
@@ -241,13 +251,14 @@ def test_make_dataset_packs_pairs_and_shuffles_by_seed(tmp_path, tiny_vocab):
     assert first == ["[CLS]", "the", "cat", "sat", "[SEP]", "on", "the", "[SEP]"]
     assert features[schema.SEGMENT_IDS][0].numpy().tolist() == [0, 0, 0, 0, 0, 1, 1, 1]
     assert features[schema.PADDING_MASK][1].numpy().sum() == 7
-    # The in-graph function an exported model would use gives the same inputs.
-    direct = glue.encode(tokenizer, 8, tf.constant(examples.texts_a), tf.constant(examples.texts_b))
+    # The in-graph packer of an exported model gives the same inputs.
+    direct, _ = signatures.TextPacker(tokenizer, 8)(tf.constant(examples.texts_a),
+                                                    tf.constant(examples.texts_b))
     for key, value in features.items():
         np.testing.assert_array_equal(direct[key].numpy(), value.numpy())
 
     def two_epochs(seed):
-        dataset = glue.make_dataset(examples, tokenizer, 8, 2, shuffle=True, seed=seed)
+        dataset = _dataset(examples, tokenizer, 8, 2, shuffle=True, seed=seed)
         return [[ids[1] for f, _ in dataset for ids in f[schema.TOKEN_IDS].numpy().tolist()]
                 for _ in range(2)]
 
@@ -255,7 +266,7 @@ def test_make_dataset_packs_pairs_and_shuffles_by_seed(tmp_path, tiny_vocab):
     # Reshuffled every epoch, the same way for the same seed.
     assert epochs[0] != epochs[1] and sorted(epochs[0]) == sorted(epochs[1])
     assert two_epochs(seed=3) == epochs
-    unlabelled = glue.make_dataset(examples, tokenizer, 8, 3, with_labels=False)
+    unlabelled = _dataset(examples, tokenizer, 8, 3, with_labels=False)
     assert [f[schema.TOKEN_IDS].shape[0] for f in unlabelled] == [3, 1]
 
 

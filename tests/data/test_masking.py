@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from electra_tf.data import schema
-from electra_tf.data.pretraining import default_max_predictions, mask_tokens
+from electra_tf import schema
+from electra_tf.config import max_predictions as default_max_predictions
+from electra_tf.data.pretraining import mask_tokens
 
 PAD, UNK, CLS, SEP, MASK = 0, 1, 2, 3, 4
 SPECIAL = (PAD, UNK, CLS, SEP, MASK)

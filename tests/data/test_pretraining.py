@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from electra_tf.data import manifest as manifest_lib
-from electra_tf.data import schema
+from electra_tf import schema
 from electra_tf.data.pretraining import (
     EmptyDataError,
     ShardError,

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from electra_tf.data import schema, squad
+from electra_tf import schema
+from electra_tf.data import squad
 from electra_tf.text.tokenizer import WordPieceTokenizer
 from helpers import shared_path
 

@@ -7,7 +7,8 @@ import random
 import numpy as np
 import pytest
 
-from electra_tf.data import schema, tagging
+from electra_tf import schema
+from electra_tf.data import tagging
 from electra_tf.text.tokenizer import WordPieceTokenizer
 from electra_tf.training import metrics
 

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from helpers import REPO_ROOT, TINY_WORDS
 from electra_tf import config as config_lib
-from electra_tf.data import schema
+from electra_tf import schema
 from electra_tf.models import artifacts
 from electra_tf.models.pretrainer import ElectraDiscriminator
 from electra_tf.text.packing import pack_single

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from electra_tf import config as config_lib
 from electra_tf.export import exporter, names, opset, signatures, warmup
 from electra_tf.models.classifier import ElectraClassifier
 from electra_tf.text.packing import pack_pair, pack_single
@@ -32,10 +33,10 @@ def finetuned_dir(root, regression):
                               num_labels=1 if regression else len(LABELS))
     model.build_for_length(8)
     if regression:
-        cfg = finetune.FinetuneConfig(task="custom", init="none", regression=True,
+        cfg = config_lib.FinetuneConfig(task="custom", init="none", regression=True,
                                       max_seq_length=MAX_SEQ_LENGTH)
     else:
-        cfg = finetune.FinetuneConfig(task="custom", init="none", text_pair_column="b",
+        cfg = config_lib.FinetuneConfig(task="custom", init="none", text_pair_column="b",
                                       label_names=LABELS, max_seq_length=MAX_SEQ_LENGTH)
     out = os.path.join(root, "finetuned")
     finetune.save_finetuned(model, cfg, vocab, out)

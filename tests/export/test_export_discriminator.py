@@ -13,7 +13,7 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 
 from electra_tf import config as config_lib
-from electra_tf.data import schema
+from electra_tf import schema
 from electra_tf.export import exporter, names, opset, signatures, versioning, warmup
 from electra_tf.models import artifacts
 from export.export_helpers import (

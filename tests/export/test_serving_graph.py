@@ -9,7 +9,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import config_pb2, meta_graph_pb2
 from tensorflow.python.grappler import tf_optimizer
 
-from electra_tf.data import schema
+from electra_tf import schema
 from electra_tf.export import names, signatures
 from export.export_helpers import TEXTS, reference_features, shared_export
 

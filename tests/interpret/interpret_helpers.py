@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from helpers import REPO_ROOT
+from electra_tf import config as config_lib
 from electra_tf.export import signatures
 from electra_tf.models.classifier import ElectraClassifier
 from electra_tf.text.tokenizer import WordPieceTokenizer
@@ -35,7 +36,7 @@ def make_finetuned(root, num_labels=3, pair=False, seed=1):
     keras.utils.set_random_seed(seed)
     model = ElectraClassifier(dict(ENCODER, vocab_size=tokenizer.vocab_size), num_labels)
     model.build_for_length(8)
-    cfg = finetune.FinetuneConfig(
+    cfg = config_lib.FinetuneConfig(
         task="custom", init="none", regression=num_labels == 1,
         label_names=LABELS[:num_labels] if num_labels > 1 else (),
         text_pair_column="b" if pair else "", max_seq_length=MAX_SEQ_LENGTH)

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from electra_tf.data import schema
+from electra_tf import schema
 from electra_tf.export import signatures
 from electra_tf.interpret import explainer as explainer_lib
-from electra_tf.interpret import integrated_gradients as ig
+from electra_tf.models import integrated_gradients as ig
 from export.export_helpers import MAX_SEQ_LENGTH, TEXTS
 from interpret.interpret_helpers import LABELS, make_finetuned
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from electra_tf.data import schema
+from electra_tf import schema
 from electra_tf.models.classifier import ClassificationHead, ElectraClassifier
 from electra_tf.models.pretrainer import ElectraDiscriminator
 from electra_tf.training import metrics

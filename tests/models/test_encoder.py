@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from electra_tf.data import schema
+from electra_tf import schema
 from electra_tf.models import ElectraEmbeddings, ElectraEncoder, attention_bias
 
 VOCAB, SEQ = 100, 16

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 import keras
 
-from electra_tf.data import schema
+from electra_tf import schema
 from electra_tf.models import artifacts
 from electra_tf.models.pretrainer import (
     ElectraPretrainer,

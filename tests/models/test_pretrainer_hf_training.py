@@ -24,7 +24,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from electra_tf.convert import hf as hf_convert  # noqa: E402
-from electra_tf.data import schema  # noqa: E402
+from electra_tf import schema  # noqa: E402
 from electra_tf.models.pretrainer import sample_from_logits  # noqa: E402
 from electra_tf.training.optimization import make_optimizer  # noqa: E402
 from test_pretrainer import VOCAB, make_batch, make_pretrainer  # noqa: E402

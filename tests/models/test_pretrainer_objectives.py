@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from electra_tf.data import schema
+from electra_tf import schema
 from electra_tf.models.pretrainer import (
     ElectraPretrainer,
     MaskedLMPretrainer,

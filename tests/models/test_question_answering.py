@@ -7,7 +7,8 @@ import keras
 import numpy as np
 import pytest
 
-from electra_tf.data import schema, squad, squad_predictions
+from electra_tf import schema
+from electra_tf.data import squad, squad_predictions
 from electra_tf.models import question_answering as qa
 from electra_tf.text.tokenizer import WordPieceTokenizer
 from electra_tf.training.metrics import squad_scores

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 from helpers import REPO_ROOT, TINY_WORDS
-from electra_tf.data import schema
+from electra_tf import schema
 
 TOOL = str(REPO_ROOT / "tools" / "build_pretraining_data.py")
 

@@ -10,7 +10,7 @@ import sys
 
 from helpers import REPO_ROOT
 from electra_tf.data import manifest as manifest_lib
-from electra_tf.data import schema
+from electra_tf import schema
 from electra_tf.text.tokenizer import vocab_sha256
 
 # Generous for a loaded machine; the refusals come before any model is built.

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from electra_tf.data import schema
+from electra_tf import schema
 from electra_tf.text.tokenizer import WordPieceTokenizer
 from electra_tf.training import diagnostics
 from electra_tf.models.losses import binary_entropy, ranking_auc

@@ -19,7 +19,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from electra_tf.data import schema
+from electra_tf import config as config_lib
+from electra_tf.models import artifacts
+from electra_tf import schema
 from electra_tf.models.pretrainer import ElectraPretrainer
 from electra_tf.models import steps
 from electra_tf.training.optimization import make_optimizer
@@ -271,7 +273,7 @@ def _finetuning_equals_one_device(**two_replica_settings):
     paths = json.loads(os.environ["ELECTRA_FINETUNE_CHECK"])
     # 21 examples, batch 8: 3 global steps, of 4 examples per replica, and a last
     # step of 5 that splits unevenly.
-    cfg = finetune.FinetuneConfig(task="mrpc", init=paths["init"], max_seq_length=16,
+    cfg = config_lib.FinetuneConfig(task="mrpc", init=paths["init"], max_seq_length=16,
                                   batch_size=8, epochs=1, learning_rate=1e-2)
     fields = {f.name for f in dataclasses.fields(cfg)}
     two_cpus = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
@@ -283,7 +285,7 @@ def _finetuning_equals_one_device(**two_replica_settings):
         summary = finetune.run_finetuning(
             run_cfg, paths["data"], out, strategy=strategy,
             **{k: v for k, v in settings.items() if k not in fields})
-        model = finetune.load_finetuned(out)[0]
+        model = artifacts.load_finetuned(out)[0]
         runs[name] = summary["runs"][0], [v.numpy() for v in model.weights]
     (one, one_weights), (two, two_weights) = runs["one"], runs["two"]
     assert one["train"]["steps"] == two["train"]["steps"] == 3

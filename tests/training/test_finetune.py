@@ -18,7 +18,7 @@ from electra_tf.models import artifacts
 from electra_tf.models.pretrainer import ElectraDiscriminator
 from electra_tf.text.tokenizer import WordPieceTokenizer
 from electra_tf.training import finetune
-from electra_tf.training.finetune import FinetuneConfig
+from electra_tf.config import FinetuneConfig
 
 SEQ = 16
 WORDS = "the a cat dog sat mat run ran fast slow big small red blue green house tree car".split()
@@ -156,7 +156,7 @@ def test_two_seeds_write_runs_medians_and_the_best_model(tmp_path, tiny_model_di
 
     # load_finetuned(output_dir) is the best seed's model: it reproduces that run's dev
     # metrics and the submission copied to the top level.
-    model, cfg, vocab_path, label_names = finetune.load_finetuned(out)
+    model, cfg, vocab_path, label_names = artifacts.load_finetuned(out)
     assert (cfg.seed, label_names, cfg.lowercase) == (best["seed"], ("0", "1"), True)
     task = glue.get_task("mrpc")
     tokenizer = WordPieceTokenizer(vocab_path, lowercase=cfg.lowercase)
@@ -182,13 +182,13 @@ def test_save_load_round_trip_gives_identical_predictions(tmp_path, tiny_model_d
               "segment_ids": np.zeros((4, SEQ), "int32"),
               "padding_mask": np.ones((4, SEQ), bool)}
     finetune.save_finetuned(model, cfg, init.vocab_path, str(tmp_path / "run"))
-    loaded, loaded_cfg, vocab_path, label_names = finetune.load_finetuned(str(tmp_path / "run"))
+    loaded, loaded_cfg, vocab_path, label_names = artifacts.load_finetuned(str(tmp_path / "run"))
     assert loaded_cfg == cfg and label_names == ()
     assert open(vocab_path).read() == open(init.vocab_path).read()
     np.testing.assert_array_equal(loaded.predict(inputs, verbose=0),
                                   model.predict(inputs, verbose=0))
     with pytest.raises(FileNotFoundError, match="not an electra_tf model directory"):
-        finetune.load_finetuned(str(tmp_path))
+        artifacts.load_finetuned(str(tmp_path))
 
 
 def test_regression_with_the_papers_defaults_and_layerwise_rates(tmp_path, tiny_model_dir):
@@ -210,7 +210,7 @@ def test_regression_with_the_papers_defaults_and_layerwise_rates(tmp_path, tiny_
     header = open(os.path.join(out, "dev_predictions.tsv")).readline().split()
     assert header == ["id", "prediction", "label"]  # regression: the score
 
-    model, saved, _, label_names = finetune.load_finetuned(out)
+    model, saved, _, label_names = artifacts.load_finetuned(out)
     assert model.num_labels == 1 and label_names == ()
     # The test model is narrower than ELECTRA-small: the "tiny" rates.
     assert (saved.epochs, saved.learning_rate, saved.layer_decay) == (10, 1e-3, 0.8)
@@ -228,7 +228,7 @@ def test_regression_with_the_papers_defaults_and_layerwise_rates(tmp_path, tiny_
 def finetuned_weights(out, cfg, data_dir, **kwargs):
     """run_finetuning into `out`: (that run's results, the saved model's weights)."""
     summary = finetune.run_finetuning(cfg, data_dir, str(out), **kwargs)
-    return summary["runs"][0], [w.numpy() for w in finetune.load_finetuned(str(out))[0].weights]
+    return summary["runs"][0], [w.numpy() for w in artifacts.load_finetuned(str(out))[0].weights]
 
 
 def assert_same_run(got, want, atol=1e-5):
@@ -257,7 +257,7 @@ def test_gradient_accumulation_equals_one_big_batch(tmp_path, tiny_vocab):
     # Training moved the encoder well beyond the tolerance.
     initial = finetune.load_init(cfg).encoder.get_weights()
     assert max(np.abs(a - b).max() for a, b in zip(want[1], initial)) > 1e-3
-    saved = finetune.load_config(str(tmp_path / "accum" / finetune.FINETUNE_CONFIG_JSON))
+    saved = config_lib.load_finetune_config(str(tmp_path / "accum" / finetune.FINETUNE_CONFIG_JSON))
     assert saved.grad_accum_steps == 2
 
 

@@ -10,6 +10,7 @@ import pytest
 from absl import logging
 
 from electra_tf.data import glue
+from electra_tf.models import artifacts
 from electra_tf.training import finetune
 from training.test_finetune import NO_DROPOUT, WORDS, make_artifact, tiny_config, write_mrpc
 
@@ -43,7 +44,7 @@ def test_one_dev_evaluation_per_epoch_and_the_best_epoch_kept(tmp_path, pretrain
     best = max(records, key=lambda r: r["dev_accuracy"])
     assert run["train"]["best_epoch"] == best["epoch"]
     assert run["dev"]["accuracy"] == best["dev_accuracy"]
-    model, saved_cfg, vocab_path, _ = finetune.load_finetuned(out)
+    model, saved_cfg, vocab_path, _ = artifacts.load_finetuned(out)
     task = glue.get_task("mrpc")
     dev = glue.read_split(task, data_dir, "dev")
     from electra_tf.text.tokenizer import WordPieceTokenizer

@@ -22,6 +22,7 @@ import tensorflow as tf
 from electra_tf import config as config_lib
 from electra_tf.data import builder
 from electra_tf.text.tokenizer import WordPieceTokenizer
+from electra_tf.models import artifacts
 from electra_tf.training import finetune
 from helpers import TINY_WORDS
 
@@ -232,7 +233,7 @@ def test_two_workers_finetune_the_chief_writes_alone_and_evaluates_the_whole_dev
     # The dev metrics, computed over both workers' predictions, are those of the saved
     # model evaluated in one process.
     dev = json.loads(open(os.path.join(out, "eval_results.json")).read())["runs"][0]["dev"]
-    model, cfg, vocab_path, _ = finetune.load_finetuned(out)
+    model, cfg, vocab_path, _ = artifacts.load_finetuned(out)
     task = finetune.make_task(cfg, data)
     split = finetune.encode_task_data(
         finetune.read_task_data(task, cfg, data),

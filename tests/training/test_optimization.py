@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from electra_tf.training import optimization
 from electra_tf.training.optimization import (
     LayerwiseAdamW,
     WarmupLinearDecay,

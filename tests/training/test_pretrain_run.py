@@ -14,7 +14,8 @@ import pytest
 import tensorflow as tf
 
 from electra_tf import config as config_lib
-from electra_tf.data import builder, schema
+from electra_tf import schema
+from electra_tf.data import builder
 from electra_tf.models import artifacts
 from electra_tf.training import pretrain
 from electra_tf.training.callbacks import CheckpointCallback, NonFiniteLossError

@@ -14,9 +14,9 @@ not change attributions).
 
 import tensorflow as tf
 
-from electra_tf.data import schema
+from electra_tf import schema
 from electra_tf.export import names, signatures
-from electra_tf.interpret import integrated_gradients as ig
+from electra_tf.models import integrated_gradients as ig
 
 _PER_TEXT = (schema.TOKEN_IDS, schema.SEGMENT_IDS, schema.PADDING_MASK)
 

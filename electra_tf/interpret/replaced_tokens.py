@@ -10,7 +10,7 @@ import html
 
 import tensorflow as tf
 
-from electra_tf.data import schema
+from electra_tf import schema
 from electra_tf.export import names, versioning
 from electra_tf.models import artifacts
 from electra_tf.text.packing import pack_single

@@ -35,8 +35,8 @@ f(input) - f(baseline) up to the quadrature error (`completeness_error`).
 import numpy as np
 import tensorflow as tf
 
-from electra_tf.data import schema
-from electra_tf.export import signatures
+from electra_tf import schema
+from electra_tf.models import encoder as encoder_lib
 
 # Differences in f below this are reported relative to it: the change from the
 # baseline is then too small to be worth explaining, and its relative error is noise.
@@ -85,7 +85,7 @@ def integrated_gradients(classifier, features, content, target=None, steps=32):
     Args:
       classifier: an `ElectraClassifier` (logits `[batch, num_labels]`).
       features: token_ids, segment_ids int32 `[batch, seq]`, padding_mask bool
-        `[batch, seq]` (`electra_tf.data.schema` names).
+        `[batch, seq]` (`electra_tf.schema` names).
       content: bool `[batch, seq]` (`content_mask`): the tokens whose embedding the
         baseline zeroes.
       target: int32 `[batch]` class to explain, -1 for the predicted one; None: the
@@ -111,7 +111,7 @@ def integrated_gradients(classifier, features, content, target=None, steps=32):
     with tf.GradientTape() as tape:
         tape.watch(scale)
         # The head reads [CLS] only: the encoder skips padded rows, as serving does.
-        layout = signatures.RealTokenRows(rows[schema.PADDING_MASK])
+        layout = encoder_lib.RealTokenRows(rows[schema.PADDING_MASK])
         hidden = classifier.encoder.call_rows(rows, layout, training=False, token_scale=scale)
         logits = tf.cast(classifier.head(layout.from_rows(hidden), training=False), tf.float32)
         at_input = logits[nodes - 1::nodes]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from helpers import REPO_ROOT
-from electra_tf import explain
+from electra_tf.interpret import replaced_tokens as explain
 from electra_tf.models.pretrainer import ElectraDiscriminator
 from electra_tf.text.tokenizer import WordPieceTokenizer
 from export.export_helpers import MAX_SEQ_LENGTH, TEXTS, shared_export
