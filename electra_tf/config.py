@@ -550,31 +550,47 @@ class FinetuneConfig:
         object.__setattr__(self, "label_names", tuple(self.label_names))
 
 
-def load_finetune_config(path, overrides=()):
-    """Reads a finetune_config.json, then applies `overrides` ("key=value", values as
-    JSON, else as plain strings).
+def finetune_config_from(values, overrides=()):
+    """A FinetuneConfig from `values` ({field: value}), then `overrides` ("key=value",
+    values as JSON, else plain strings): how tools/finetune.py maps its flags.
 
     Raises:
-      ConfigError: naming the file and any unknown key (with a did-you-mean), or the
+      ConfigError: an unknown key (with a did-you-mean), a malformed override, or a
         value the checks refuse.
+    """
+    values = dict(values)
+    for override in overrides:
+        key, sep, text = override.partition("=")
+        _require(sep == "=", f"override {override!r} is not of the form key=value")
+        try:
+            values[key.strip()] = json.loads(text)
+        except ValueError:
+            values[key.strip()] = text
+    known = {f.name for f in dataclasses.fields(FinetuneConfig)}
+    for key in values:
+        _require(key in known, f"unknown fine-tuning key {key!r}{_did_you_mean(key, known)}; "
+                               f"valid keys: {', '.join(sorted(known))}")
+    if isinstance(values.get("label_names"), list):
+        values["label_names"] = tuple(values["label_names"])
+    try:
+        return FinetuneConfig(**values)
+    except TypeError as e:  # a required key missing
+        raise ConfigError(str(e)) from None
+
+
+def load_finetune_config(path, overrides=()):
+    """Reads a finetune_config.json, then applies `overrides` (as `finetune_config_from`).
+
+    Raises:
+      ConfigError: naming the file, and the key or value at fault.
     """
     try:
         _require(tf.io.gfile.exists(path), "does not exist")
         with tf.io.gfile.GFile(path, "r") as f:
             values = json.loads(f.read(), object_pairs_hook=_reject_duplicate_keys)
         _require(isinstance(values, dict), "a fine-tuning config must be a JSON object")
-        known = {f.name for f in dataclasses.fields(FinetuneConfig)}
-        for override in overrides:
-            key, sep, text = override.partition("=")
-            _require(sep == "=", f"override {override!r} is not of the form key=value")
-            try:
-                values[key.strip()] = json.loads(text)
-            except ValueError:
-                values[key.strip()] = text
-        for key in values:
-            _require(key in known, f"unknown key {key!r}{_did_you_mean(key, known)}")
-        return FinetuneConfig(**values)
-    except (ValueError, TypeError) as e:  # ConfigError, bad JSON, bad UTF-8.
+        return finetune_config_from(values, overrides)
+    except ValueError as e:  # ConfigError, bad JSON, bad UTF-8.
         raise ConfigError(f"fine-tuning config {path}: {e}") from None
 
 

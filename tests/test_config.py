@@ -29,7 +29,7 @@ def write_json(tmp_path, d, name="cfg.json"):
 @pytest.mark.parametrize(
     "name, gen_hidden, gen_heads, gen_ffn, max_predictions",
     [
-        ("tiny", 32, 1, 128, 19),
+        ("tiny", 32, 1, 128, 32),
         ("small", 64, 1, 256, 19),  # 0.155 * 128 = 19.84
         ("base", 256, 4, 1024, 79),  # 768 * 0.333333 rounds to 256, not 255
         ("large", 256, 4, 1024, 130),  # mask 0.25: 0.255 * 512 = 130.56
@@ -54,7 +54,7 @@ def test_preset_derives_paper_generator_and_max_predictions(
 @pytest.mark.parametrize(
     "name, layers, hidden, heads, ffn, emb, seq, batch, lr, steps, warmup, mask",
     [
-        ("tiny", 4, 128, 2, 512, 64, 128, 32, 1e-3, 2000, 100, 0.15),
+        ("tiny", 4, 128, 2, 512, 64, 128, 32, 2e-3, 1400, 100, 0.25),
         ("small", 12, 256, 4, 1024, 128, 128, 128, 5e-4, 1_000_000, 10_000, 0.15),
         ("base", 12, 768, 12, 3072, 768, 512, 256, 2e-4, 766_000, 10_000, 0.15),
         ("large", 24, 1024, 16, 4096, 1024, 512, 2048, 2e-4, 400_000, 10_000, 0.25),
@@ -75,6 +75,14 @@ def test_tiny_preset_bookkeeping():
     cfg = preset("tiny")
     assert cfg.model.vocab_size == 8000
     assert (cfg.train.checkpoint_every, cfg.train.log_every) == (200, 20)
+    # The CPU recipe (benchmarks/README.md, "pretraining_sweep"): a local convolution and
+    # local attention from step 0, wide initial weights, no dropout, temperature 2 -> 1.5.
+    m, p = cfg.model, cfg.pretraining
+    assert (m.local_conv_kernel, m.attention_locality, m.initializer_range) == (3, 1.0, 0.1)
+    assert (m.dropout_rate, m.attention_dropout_rate) == (0.0, 0.0)
+    assert (p.temperature, p.temperature_end, p.temperature_decay_start,
+            p.temperature_decay_steps) == (2.0, 1.5, 400, 600)
+    assert cfg.max_predictions == 32
 
 
 def test_small_preset_is_the_defaults():
@@ -490,3 +498,37 @@ def test_diagnostics_unknown_key_suggests_the_right_one():
     with pytest.raises(ConfigError, match="valid sections: model, data, pretraining, train, "
                                           "diagnostics"):
         config.from_dict({"diagnostic": {}})
+
+
+# === Fine-tuning config ===
+
+
+def test_finetune_config_from_values_and_overrides():
+    cfg = config.finetune_config_from(
+        {"task": "sst2", "init": "none", "label_names": ["neg", "pos"]},
+        ["learning_rate=3e-4", "text_column=sentence", "epochs=2", "regression=false"])
+    assert (cfg.learning_rate, cfg.text_column, cfg.epochs, cfg.regression) == (
+        3e-4, "sentence", 2, False)
+    assert cfg.label_names == ("neg", "pos")
+
+
+def test_finetune_config_refuses_unknown_keys_with_a_suggestion():
+    with pytest.raises(ConfigError, match=r"unknown fine-tuning key 'learning_rat' "
+                                          r"\(did you mean 'learning_rate'\?\)"):
+        config.finetune_config_from({"task": "sst2", "init": "none"}, ["learning_rat=1e-3"])
+    with pytest.raises(ConfigError, match="not of the form key=value"):
+        config.finetune_config_from({"task": "sst2", "init": "none"}, ["epochs"])
+    with pytest.raises(ConfigError, match="batch_size=8 must be divisible by grad_accum_steps=3"):
+        config.finetune_config_from({"task": "sst2", "init": "none", "batch_size": 8,
+                                     "grad_accum_steps": 3})
+
+
+def test_finetune_config_round_trips_through_its_file(tmp_path):
+    cfg = config.FinetuneConfig(task="custom", init="none", label_names=("a", "b"), seed=7)
+    path = str(tmp_path / "finetune_config.json")
+    config.save_finetune_config(cfg, path)
+    assert config.load_finetune_config(path) == cfg
+    assert config.load_finetune_config(path, ["seed=8"]).seed == 8
+    (tmp_path / "bad.json").write_text('{"task": "sst2", "init": "none", "epoch": 3}')
+    with pytest.raises(ConfigError, match=r"bad.json: unknown fine-tuning key 'epoch'"):
+        config.load_finetune_config(str(tmp_path / "bad.json"))

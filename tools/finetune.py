@@ -24,6 +24,7 @@ the test split (e.g. SST-2.tsv); with --strategy=multi_worker only the chief (wo
 writes it and prints the results.
 """
 
+import dataclasses
 import json
 import os
 import sys
@@ -34,52 +35,55 @@ from absl import app, flags, logging  # noqa: E402
 
 import runtime_flags  # noqa: E402  (tools/, the script's directory)
 import tool_errors  # noqa: E402
-from electra_tf import config as config_lib
+from electra_tf import config as config_lib  # noqa: E402
 from electra_tf.data import glue  # noqa: E402
 from electra_tf.training import finetune, runtime  # noqa: E402
 
-_TASK = flags.DEFINE_enum("task", None, list(glue.GLUE_TASKS) + ["custom"],
+flags.DEFINE_enum("task", None, list(glue.GLUE_TASKS) + ["custom"],
                           "GLUE task, or custom for --text_column/--label_column data.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "The task's data directory.")
-_INIT = flags.DEFINE_string("init", None, "Pretraining model_dir, or none (random init).")
+flags.DEFINE_string("init", None, "Pretraining model_dir, or none (random init).")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Model, results and predictions go here.")
 _CONFIG = flags.DEFINE_string("config", "", "With --init=none: the model config (configs/*.json).")
-_VOCAB = flags.DEFINE_string("vocab", "", "With --init=none: the vocabulary.")
-_LOWERCASE = flags.DEFINE_bool("lowercase", True, "With --init=none: uncased tokenization.")
-_EPOCHS = flags.DEFINE_integer("epochs", None, "Default: 3 (10 for STS-B and RTE).")
-_LEARNING_RATE = flags.DEFINE_float(
+flags.DEFINE_string("vocab", "", "With --init=none: the vocabulary.")
+flags.DEFINE_bool("lowercase", True, "With --init=none: uncased tokenization.")
+flags.DEFINE_integer("epochs", None, "Default: 3 (10 for STS-B and RTE).")
+flags.DEFINE_float(
     "learning_rate", None,
     "Peak learning rate. Default: 1e-3 tiny (hidden < 256), 3e-4 small, 1e-4 base, 5e-5 large.")
-_DROPOUT_RATE = flags.DEFINE_float(
+flags.DEFINE_float(
     "dropout_rate", None, "Hidden and attention dropout of the encoder (default: the "
     "pretrained encoder's own, or the config's).")
-_LAYER_DECAY = flags.DEFINE_float(
+flags.DEFINE_float(
     "layer_decay", None, "Layer-wise learning-rate decay. Default: 0.8 (0.9 for large).")
-_BATCH_SIZE = flags.DEFINE_integer(
+flags.DEFINE_integer(
     "batch_size", 32, "Training batch size: the global batch of one update.")
-_GRAD_ACCUM_STEPS = flags.DEFINE_integer(
+flags.DEFINE_integer(
     "grad_accum_steps", 1, "Split each update's batch into N micro-batches (the update "
     "is the same, memory that of one micro-batch); --batch_size must divide evenly.")
-_MAX_SEQ_LENGTH = flags.DEFINE_integer("max_seq_length", 128, "Tokens per example.")
-_WARMUP_FRACTION = flags.DEFINE_float("warmup_fraction", 0.1, "Linear warmup share of steps.")
-_WEIGHT_DECAY = flags.DEFINE_float("weight_decay", 0.01, "AdamW weight decay.")
-_SEED = flags.DEFINE_integer("seed", 42, "Seed of the first run.")
+flags.DEFINE_integer("max_seq_length", 128, "Tokens per example.")
+flags.DEFINE_float("warmup_fraction", 0.1, "Linear warmup share of steps.")
+flags.DEFINE_float("weight_decay", 0.01, "AdamW weight decay.")
+flags.DEFINE_integer("seed", 42, "Seed of the first run.")
 _SEEDS = flags.DEFINE_integer("seeds", 1, "Runs with seeds seed, seed+1, ...; reports the median.")
-_MAX_STEPS = flags.DEFINE_integer(
+flags.DEFINE_integer(
     "max_steps", 0, "Stop after this many updates, for quick trials (0: all epochs); the "
     "learning-rate schedule ends there and dev is evaluated at the stop.")
-_MAX_TRAIN_EXAMPLES = flags.DEFINE_integer(
+flags.DEFINE_integer(
     "max_train_examples", 0, "Train on a random sample of this many examples (0: all).")
-_SKIP_BAD_ROWS = flags.DEFINE_bool(
+flags.DEFINE_bool(
     "skip_bad_rows", False, "Skip (and count) malformed rows instead of stopping.")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Write into a non-empty --output_dir.")
-_TEXT_COLUMN = flags.DEFINE_string("text_column", "text", "Custom task: the text column.")
-_TEXT_PAIR_COLUMN = flags.DEFINE_string(
+flags.DEFINE_string("text_column", "text", "Custom task: the text column.")
+flags.DEFINE_string(
     "text_pair_column", "", "Custom task: the second text column, for pairs.")
-_LABEL_COLUMN = flags.DEFINE_string("label_column", "label", "Custom task: the label column.")
-_LABEL_NAMES = flags.DEFINE_list(
+flags.DEFINE_string("label_column", "label", "Custom task: the label column.")
+flags.DEFINE_list(
     "label_names", [], "Custom task: the labels in order (default: sorted train labels).")
-_REGRESSION = flags.DEFINE_bool("regression", False, "Custom task: predict a number.")
+flags.DEFINE_bool("regression", False, "Custom task: predict a number.")
+_OVERRIDE = flags.DEFINE_multi_string(
+    "override", [], "key=value of the fine-tuning config (config.FinetuneConfig), e.g. "
+    "warmup_fraction=0.06, for settings without a flag; repeatable.")
 _PROGRESS = flags.DEFINE_enum(
     "progress", "auto", ["auto", "bar", "lines", "none"],
     "auto: a Keras bar on a terminal, one line per epoch when piped; none: only the "
@@ -100,19 +104,11 @@ def main(argv):
     verbose = {"bar": 1, "lines": 2, "none": 0}[progress]
     # Bad data, paths or settings (ValueError, OSError) are all raised before training
     # starts; tool_errors turns them into one error line.
-    cfg = config_lib.FinetuneConfig(
-        task=_TASK.value, init=_INIT.value, model_config=_CONFIG.value, vocab=_VOCAB.value,
-        lowercase=_LOWERCASE.value, max_seq_length=_MAX_SEQ_LENGTH.value,
-        batch_size=_BATCH_SIZE.value, grad_accum_steps=_GRAD_ACCUM_STEPS.value,
-        epochs=_EPOCHS.value, learning_rate=_LEARNING_RATE.value,
-        layer_decay=_LAYER_DECAY.value, dropout_rate=_DROPOUT_RATE.value,
-        warmup_fraction=_WARMUP_FRACTION.value,
-        weight_decay=_WEIGHT_DECAY.value, seed=_SEED.value,
-        max_train_examples=_MAX_TRAIN_EXAMPLES.value, max_steps=_MAX_STEPS.value, skip_bad_rows=_SKIP_BAD_ROWS.value,
-        text_column=_TEXT_COLUMN.value, text_pair_column=_TEXT_PAIR_COLUMN.value,
-        label_column=_LABEL_COLUMN.value, label_names=tuple(_LABEL_NAMES.value),
-        regression=_REGRESSION.value,
-    )
+    # Every flag named like a FinetuneConfig field sets it (--config: model_config).
+    values = {f.name: flags.FLAGS[f.name].value for f in dataclasses.fields(config_lib.FinetuneConfig)
+              if f.name in flags.FLAGS}
+    values["model_config"] = _CONFIG.value
+    cfg = config_lib.finetune_config_from(values, _OVERRIDE.value)
     summary = finetune.run_finetuning(
         cfg, _DATA_DIR.value, _OUTPUT_DIR.value, seeds=_SEEDS.value,
         overwrite=_OVERWRITE.value, verbose=verbose, strategy=strategy,

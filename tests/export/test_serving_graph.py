@@ -70,7 +70,9 @@ def test_encoder_bias_adds_follow_their_matmul(exported):
     seen = 0
     for function, nodes in _function_nodes(exported["path"]):
         for node in nodes.values():
-            if node.op == "BiasAdd" and "/encoder" in node.name:
+            # The local convolution's BiasAdd follows Conv1D's Squeeze; grappler fuses
+            # it (counted in the next test).
+            if node.op == "BiasAdd" and "/encoder" in node.name and "/local_conv" not in node.name:
                 producer = nodes[node.input[0].split(":")[0]]
                 assert producer.op == "MatMul", (function, node.name, producer.op)
                 seen += 1
@@ -104,7 +106,10 @@ def test_grappler_fuses_every_encoder_dense_of_the_text_signature(exported):
     assert sum(n for f, n in fused.items() if f[:1] == ("BiasAdd",)) == 4 * layers + 2
     # The GELU of the FFN and of the RTD head: TF <= 2.19 writes it as erf, which grappler
     # fuses into the matmul; TF 2.20's tf.nn.gelu writes it as erfc, which it does not.
+    # A local convolution (the tiny config's) adds one fused Conv2D + BiasAdd and a GELU.
+    conv = 1 if exported["cfg"].model.local_conv_kernel else 0
+    assert ops.get(("_FusedConv2D", ("BiasAdd",)), 0) == conv
     gelu_fused = fused.get(("BiasAdd", "GeluExact"), 0)
-    assert gelu_fused + ops.get(("Erfc", ()), 0) + ops.get(("Erf", ()), 0) == layers + 1
+    assert gelu_fused + ops.get(("Erfc", ()), 0) + ops.get(("Erf", ()), 0) == layers + 1 + conv
     # The RTD prediction Dense(1): Keras adds a 1-wide bias with AddV2, not BiasAdd.
     assert ops[("MatMul", ())] == 1
