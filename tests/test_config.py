@@ -29,7 +29,7 @@ def write_json(tmp_path, d, name="cfg.json"):
 @pytest.mark.parametrize(
     "name, gen_hidden, gen_heads, gen_ffn, max_predictions",
     [
-        ("tiny", 32, 1, 128, 32),
+        ("tiny", 32, 1, 128, 39),
         ("small", 64, 1, 256, 19),  # 0.155 * 128 = 19.84
         ("base", 256, 4, 1024, 79),  # 768 * 0.333333 rounds to 256, not 255
         ("large", 256, 4, 1024, 130),  # mask 0.25: 0.255 * 512 = 130.56
@@ -54,7 +54,7 @@ def test_preset_derives_paper_generator_and_max_predictions(
 @pytest.mark.parametrize(
     "name, layers, hidden, heads, ffn, emb, seq, batch, lr, steps, warmup, mask",
     [
-        ("tiny", 4, 128, 2, 512, 64, 128, 32, 2e-3, 1400, 100, 0.25),
+        ("tiny", 4, 128, 2, 512, 64, 128, 32, 2e-3, 1400, 100, 0.3),
         ("small", 12, 256, 4, 1024, 128, 128, 128, 5e-4, 1_000_000, 10_000, 0.15),
         ("base", 12, 768, 12, 3072, 768, 512, 256, 2e-4, 766_000, 10_000, 0.15),
         ("large", 24, 1024, 16, 4096, 1024, 512, 2048, 2e-4, 400_000, 10_000, 0.25),
@@ -76,13 +76,13 @@ def test_tiny_preset_bookkeeping():
     assert cfg.model.vocab_size == 8000
     assert (cfg.train.checkpoint_every, cfg.train.log_every) == (200, 20)
     # The CPU recipe (benchmarks/README.md, "pretraining_sweep"): a local convolution and
-    # local attention from step 0, wide initial weights, no dropout, temperature 2 -> 1.5.
+    # local attention from step 0, wide initial weights, no dropout, temperature 2 -> 1.25.
     m, p = cfg.model, cfg.pretraining
     assert (m.local_conv_kernel, m.attention_locality, m.initializer_range) == (3, 1.0, 0.1)
     assert (m.dropout_rate, m.attention_dropout_rate) == (0.0, 0.0)
     assert (p.temperature, p.temperature_end, p.temperature_decay_start,
-            p.temperature_decay_steps) == (2.0, 1.5, 400, 600)
-    assert cfg.max_predictions == 32
+            p.temperature_decay_steps) == (2.0, 1.25, 400, 600)
+    assert cfg.max_predictions == 39
 
 
 def test_small_preset_is_the_defaults():
