@@ -25,6 +25,7 @@ import tensorflow as tf
 from absl import logging
 
 from electra_tf import config as config_lib
+from electra_tf import files
 from electra_tf.convert import google, hf, mapping
 from electra_tf.convert.mapping import ConversionError
 from electra_tf.models import artifacts
@@ -164,7 +165,7 @@ def write_model_dir(imported, output):
     tf.io.gfile.makedirs(output)
     vocab_path = os.path.join(output, artifacts.VOCAB)
     if imported.vocab_file:
-        tf.io.gfile.copy(imported.vocab_file, vocab_path, overwrite=True)
+        files.copy_atomic(imported.vocab_file, vocab_path)
     else:
         vocab_lib.write_vocab(imported.tokens, vocab_path)
     cfg = experiment_config({k: m.encoder_config for k, m in imported.models.items()},

@@ -384,20 +384,18 @@ def save_hf_model(model, directory, vocab_path, lowercase, with_head=True):
     tf.io.gfile.makedirs(directory)
     # "format": "pt" tells transformers the tensors follow PyTorch's layout.
     save_file(tensors, os.path.join(directory, SAFETENSORS), metadata={"format": "pt"})
-    _write_json(os.path.join(directory, CONFIG),
-                hf_config_from_encoder(model.encoder_config, architecture, pad_token_id))
-    tf.io.gfile.copy(vocab_path, os.path.join(directory, VOCAB), overwrite=True)
+    files.write_json_atomic(
+        os.path.join(directory, CONFIG),
+        hf_config_from_encoder(model.encoder_config, architecture, pad_token_id), sort_keys=True)
+    files.copy_atomic(vocab_path, os.path.join(directory, VOCAB))
     special = dict(unk_token=tokenizer_lib.UNK, sep_token=tokenizer_lib.SEP,
                    pad_token=tokenizer_lib.PAD, cls_token=tokenizer_lib.CLS,
                    mask_token=tokenizer_lib.MASK)
-    _write_json(os.path.join(directory, TOKENIZER_CONFIG), dict(
+    files.write_json_atomic(os.path.join(directory, TOKENIZER_CONFIG), dict(
         tokenizer_class="ElectraTokenizer", do_lower_case=lowercase, strip_accents=None,
         tokenize_chinese_chars=True,
-        model_max_length=model.encoder_config["max_position_embeddings"], **special))
-    _write_json(os.path.join(directory, SPECIAL_TOKENS_MAP), special)
+        model_max_length=model.encoder_config["max_position_embeddings"], **special),
+        sort_keys=True)
+    files.write_json_atomic(os.path.join(directory, SPECIAL_TOKENS_MAP), special, sort_keys=True)
     logging.info("Wrote %s (%d tensors) to %s", architecture, len(tensors), directory)
     return architecture
-
-
-def _write_json(path, value):
-    files.write_json_atomic(path, value, sort_keys=True)

@@ -106,9 +106,9 @@ def write_export(model, endpoints, packer, export_dir, name, version=None,
         tf.io.gfile.makedirs(assets)
         tf.io.gfile.copy(packer.tokenizer.vocab_path, os.path.join(assets, VOCAB))
         if config is not None:
-            _write_text(os.path.join(assets, CONFIG_JSON), json.dumps(config, indent=2) + "\n")
+            files.write_json_atomic(os.path.join(assets, CONFIG_JSON), config)
         if labels is not None:
-            _write_text(os.path.join(assets, LABELS), "".join(f"{label}\n" for label in labels))
+            files.write_text_atomic(os.path.join(assets, LABELS), "".join(f"{label}\n" for label in labels))
         meta = {
             "format_version": FORMAT_VERSION,
             "max_seq_length": packer.max_seq_length,
@@ -116,7 +116,7 @@ def write_export(model, endpoints, packer, export_dir, name, version=None,
             "signatures": sorted(_with_default(endpoints)),
             **(info or {}),
         }
-        _write_text(os.path.join(assets, EXPORT_JSON), json.dumps(meta, indent=2) + "\n")
+        files.write_json_atomic(os.path.join(assets, EXPORT_JSON), meta)
         warmup.write_warmup_requests(tmp, _warmup_logs(name, _with_default(endpoints), packer))
         path = versioning.publish(tmp, base, version)
     finally:
@@ -124,10 +124,6 @@ def write_export(model, endpoints, packer, export_dir, name, version=None,
             tf.io.gfile.rmtree(tmp)
     logging.info("Exported %s (signatures %s)", path, ", ".join(endpoints))
     return path
-
-
-def _write_text(path, text):
-    files.write_text_atomic(path, text)
 
 
 def export_discriminator(model_dir, export_dir, name, version=None):

@@ -81,7 +81,7 @@ def save_artifact(model, directory, experiment_config, vocab_path, step=None, ex
         **(extra_meta or {}),
     }
     # Written last: its presence marks a complete artifact.
-    files.write_text_atomic(os.path.join(directory, ARTIFACT_JSON), json.dumps(meta, indent=2) + "\n")
+    files.write_json_atomic(os.path.join(directory, ARTIFACT_JSON), meta)
     return directory
 
 
@@ -259,14 +259,13 @@ def save_classifier(model, directory, finetune_config, vocab_path):
     """
     tf.io.gfile.makedirs(directory)
     files.copy_atomic(vocab_path, os.path.join(directory, VOCAB))
-    files.write_text_atomic(os.path.join(directory, FINETUNE_CONFIG_JSON),
-                json.dumps(finetune_config, indent=2) + "\n")
+    files.write_json_atomic(os.path.join(directory, FINETUNE_CONFIG_JSON), finetune_config)
     architecture = keras.saving.serialize_keras_object(model)
     # The architecture only: export and further training bring their own optimizer,
     # and loading brings the preprocessor of the directory's own vocab.txt.
     architecture.pop("compile_config", None)
     architecture["config"].pop("preprocessor", None)
-    files.write_text_atomic(os.path.join(directory, MODEL_JSON), json.dumps(architecture, indent=2) + "\n")
+    files.write_json_atomic(os.path.join(directory, MODEL_JSON), architecture)
     # Weights last, via a temporary name: their presence marks a complete model.
     with files.atomic_output(os.path.join(directory, WEIGHTS), keep_name_ending=True) as tmp:
         model.save_weights(tmp)

@@ -397,10 +397,6 @@ def predictions_file(split):
     return f"{split}_predictions.tsv"
 
 
-def _write_json(path, value):
-    files.write_json_atomic(path, value)
-
-
 def prepare_output_dir(output_dir, overwrite, create=True):
     """Creates output_dir (if `create`); refuses a non-empty one unless `overwrite`
     (files of the new run then replace the old ones; nothing else is deleted).
@@ -503,7 +499,7 @@ def _finetune(cfg, task, data, init, tokenizer, output_dir, *, seeds, overwrite,
         runs.append(train_one(run_cfg, task, data, init, run_dir, verbose, strategy, precision,
                               jit_compile, write=chief))
         if seeds > 1 and chief:
-            _write_json(os.path.join(run_dir, EVAL_RESULTS_JSON), runs[-1])
+            files.write_json_atomic(os.path.join(run_dir, EVAL_RESULTS_JSON), runs[-1])
     summary = summarize(task, runs)
     if not chief:
         return summary
@@ -511,7 +507,7 @@ def _finetune(cfg, task, data, init, tokenizer, output_dir, *, seeds, overwrite,
         best_files = [task.submissions[s] for s in data.tests if s in task.submissions]
         best_files += [predictions_file(s) for s in [*data.evals, *data.tests]]
         for name in best_files:
-            tf.io.gfile.copy(os.path.join(output_dir, summary["best_run"], name),
-                             os.path.join(output_dir, name), overwrite=True)
-    _write_json(os.path.join(output_dir, EVAL_RESULTS_JSON), summary)
+            files.copy_atomic(os.path.join(output_dir, summary["best_run"], name),
+                              os.path.join(output_dir, name))
+    files.write_json_atomic(os.path.join(output_dir, EVAL_RESULTS_JSON), summary)
     return summary

@@ -33,6 +33,7 @@ import tensorflow as tf
 from absl import logging
 
 from electra_tf import config as config_lib
+from electra_tf import files
 from electra_tf.data import manifest as manifest_lib
 from electra_tf.data import pretraining as data_lib
 from electra_tf.models import artifacts
@@ -273,7 +274,7 @@ def _train(cfg, data_dir, model_dir, tokenizer, probe, strategy, chief, *, max_s
         prepare_model_dir(cfg, model_dir)
         vocab_copy = os.path.join(model_dir, "vocab.txt")
         if not tf.io.gfile.exists(vocab_copy):
-            tf.io.gfile.copy(cfg.data.vocab_path, vocab_copy)
+            files.copy_atomic(cfg.data.vocab_path, vocab_copy)
     keras.utils.set_random_seed(cfg.train.seed)
     target = min(cfg.train.num_train_steps, max_steps or cfg.train.num_train_steps)
 
