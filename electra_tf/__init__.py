@@ -24,6 +24,8 @@ _EXPORTS = {
     "ElectraDiscriminator": "electra_tf.models",
     "ElectraGenerator": "electra_tf.models",
     "ElectraClassifier": "electra_tf.models",
+    "ElectraForQuestionAnswering": "electra_tf.models",
+    "ElectraForTokenClassification": "electra_tf.models",
     "ElectraConfig": "electra_tf.config",
     "ConfigError": "electra_tf.config",
     "load_config": "electra_tf.config",

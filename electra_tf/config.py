@@ -487,7 +487,11 @@ class FinetuneConfig:
     """One fine-tuning experiment. None fields take `paper_defaults` when resolved.
 
     Attributes:
-      task: a GLUE task name (`glue.GLUE_TASKS`) or "custom".
+      task: a GLUE task name (`glue.GLUE_TASKS`), "custom" (users' classification
+        data), "squad" / "squad_v2" (extractive QA) or "ner" / "chunk" / "tagging"
+        (token tagging); see `training/tasks.py`.
+      max_seq_length: tokens per example (SQuAD: per window); None: 128, 384 for
+        SQuAD, at most the encoder's max_position_embeddings.
       init: a pretraining model_dir (or its `discriminator/` artifact), or "none" for a
         randomly initialised encoder of `model_config` with the vocabulary `vocab`.
       model_config, vocab, lowercase: for init "none" only (a pretrained init brings
@@ -507,7 +511,7 @@ class FinetuneConfig:
     model_config: str = ""
     vocab: str = ""
     lowercase: bool = True
-    max_seq_length: int = 128
+    max_seq_length: Optional[int] = None
     batch_size: int = 32
     grad_accum_steps: int = 1
     epochs: Optional[int] = None
@@ -526,9 +530,17 @@ class FinetuneConfig:
     label_column: str = "label"
     label_names: tuple = ()
     regression: bool = False
+    # Question answering (SQuAD): BERT's and ELECTRA's settings.
+    max_query_length: int = 64  # question WordPieces kept
+    doc_stride: int = 128  # WordPieces between the starts of a context's windows
+    max_answer_length: int = 30  # longest answer, in WordPieces
+    n_best_size: int = 20  # start/end candidates per window; answers in nbest_predictions
+    null_score_threshold: float = 0.0  # v2.0: "no answer" when null - best span exceeds it
+    drop_windows_without_answer: bool = False  # training: drop them (else label [CLS])
 
     def __post_init__(self):
-        for name in ("max_seq_length", "batch_size", "grad_accum_steps", "epochs"):
+        for name in ("max_seq_length", "batch_size", "grad_accum_steps", "epochs",
+                     "max_query_length", "doc_stride", "max_answer_length", "n_best_size"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"{name} must be >= 1, got {value}")

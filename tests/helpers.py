@@ -51,3 +51,104 @@ def dev_corpus_files():
             p for p in (root / name).rglob("*") if p.is_file() and p.name != "README"
         )
     return files
+
+
+# === Tiny models ===
+
+
+def tiny_encoder_config(vocab_size, max_position_embeddings=64, **overrides):
+    """ElectraEncoder kwargs of a 2-layer, 16-wide encoder: fast enough for any test."""
+    return dict(vocab_size=vocab_size, embedding_size=16, hidden_size=16, num_layers=2,
+                num_heads=2, intermediate_size=32,
+                max_position_embeddings=max_position_embeddings, **overrides)
+
+
+def make_discriminator_dir(model_dir, vocab_path, seed=0, **encoder_overrides):
+    """A randomly initialised tiny discriminator saved as a pretraining model_dir is.
+
+    Returns:
+      str(model_dir), which holds discriminator/.
+    """
+    import keras
+
+    from electra_tf import config as config_lib
+    from electra_tf.models import artifacts
+    from electra_tf.models.pretrainer import ElectraDiscriminator
+
+    vocab_size = len(pathlib.Path(vocab_path).read_text(encoding="utf-8").splitlines())
+    encoder = tiny_encoder_config(vocab_size, **encoder_overrides)
+    keras.utils.set_random_seed(seed)
+    discriminator = artifacts.build_inputs(ElectraDiscriminator(encoder), seq_len=8)
+    experiment = config_lib.ElectraConfig(
+        model=config_lib.ModelConfig(**encoder),
+        data=config_lib.DataConfig(max_seq_length=encoder["max_position_embeddings"]))
+    artifacts.save_artifact(discriminator, os.path.join(model_dir, "discriminator"),
+                            experiment, vocab_path, step=0)
+    return str(model_dir)
+
+
+# === A tagged corpus: State of the Union sentences tagged by a gazetteer ===
+
+MONTHS = ("January February March April May June July August September October "
+          "November December").split()
+# Multi-word names first: the longest match wins.
+LOCATIONS = (("United", "States"), ("Soviet", "Union"), ("United", "Nations"),
+             ("America",), ("Europe",), ("Asia",), ("Africa",), ("China",), ("Japan",),
+             ("Germany",), ("Russia",), ("Korea",), ("Vietnam",), ("Mexico",),
+             ("Canada",), ("Israel",), ("Iraq",), ("Iran",), ("Washington",))
+PERSON_TITLES = ("Mr.", "Mrs.", "President", "Senator", "Governor")
+
+
+def gazetteer_tags(words):
+    """IOB2 tags of `words`: LOC for gazetteer places, DATE for a month and the day
+    number after it, PER for the capitalised words after a title ("Mr. Speaker")."""
+    tags, i = ["O"] * len(words), 0
+    while i < len(words):
+        for name in sorted(LOCATIONS, key=len, reverse=True):
+            if tuple(words[i:i + len(name)]) == name:
+                tags[i:i + len(name)] = ["B-LOC"] + ["I-LOC"] * (len(name) - 1)
+                i += len(name)
+                break
+        else:
+            if words[i] in MONTHS:
+                tags[i] = "B-DATE"
+                if i + 1 < len(words) and words[i + 1].rstrip(",").isdigit():
+                    tags[i + 1] = "I-DATE"
+                    i += 1
+            elif words[i] in PERSON_TITLES and i + 1 < len(words) and words[i + 1][:1].isupper():
+                j = i + 1
+                while j < len(words) and words[j][:1].isupper() and words[j] not in PERSON_TITLES:
+                    tags[j] = "B-PER" if j == i + 1 else "I-PER"
+                    j += 1
+                i = j - 1
+            i += 1
+    return tags
+
+
+def tagged_sentences(limit, min_entities=1):
+    """Up to `limit` (words, tags) pairs of State of the Union sentences (whitespace
+    words, punctuation split off) with at least `min_entities` tagged words."""
+    import re
+
+    found = []
+    for path in sorted(shared_path("corpus", "nltk_state_union").glob("*.txt")):
+        text = path.read_text(encoding="utf-8", errors="replace")
+        for sentence in re.split(r"(?<!Mr\.)(?<!Mrs\.)(?<=[.!?])\s+", text.replace("\n", " ")):
+            words = re.findall(r"Mrs?\.|\w+|[^\w\s]", sentence)
+            if not 4 <= len(words) <= 40:
+                continue
+            tags = gazetteer_tags(words)
+            if sum(t != "O" for t in tags) >= min_entities:
+                found.append((words, tags))
+                if len(found) == limit:
+                    return found
+    return found
+
+
+def write_conll(path, sentences, docstart=True):
+    """Writes (words, tags) sentences in CoNLL-2003's layout (word POS chunk TAG)."""
+    lines = ["-DOCSTART- -X- -X- O", ""] if docstart else []
+    for words, tags in sentences:
+        lines += [f"{w} NN I-NP {t}" for w, t in zip(words, tags)] + [""]
+    pathlib.Path(path).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return str(path)

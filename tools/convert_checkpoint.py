@@ -30,8 +30,14 @@ _INPUT = flags.DEFINE_list(
     "a discriminator and a generator directory, comma-separated, into one model_dir.")
 _OUTPUT = flags.DEFINE_string("output", None, "Directory to create (new or empty).")
 _MODEL = flags.DEFINE_enum(
-    "model", None, ["discriminator", "generator"],
-    "Convert only this model. --to=hf writes one model: the discriminator by default.")
+    "model", None, ["discriminator", "generator", checkpoint.FINETUNED],
+    "Convert only this model. --to=hf writes one model: the discriminator by default. "
+    "finetuned: a Hugging Face ElectraForSequenceClassification, ElectraForQuestionAnswering "
+    "or ElectraForTokenClassification, head included, to a fine-tuned output dir.")
+_TASK = flags.DEFINE_enum(
+    "task", None, ["custom", "squad", "squad_v2", "ner", "chunk", "tagging"],
+    "--model=finetuned: the task to record (default by the model: custom, squad, "
+    "tagging; squad_v2 makes the export answer 'no answer' by the null score).")
 _HPARAMS = flags.DEFINE_string(
     "hparams", None, "--from=google: Google's hparams as JSON or a JSON file (what "
     "run_pretraining.py --hparams took), e.g. model_hparam_overrides.num_attention_heads.")
@@ -50,7 +56,8 @@ def main(argv):
     # ConversionError (a ValueError) and missing paths: one line (tool_errors).
     written = checkpoint.convert_checkpoint(
         _FROM.value, _TO.value, _INPUT.value, _OUTPUT.value, kind=_MODEL.value,
-        hparams=_HPARAMS.value, vocab=_VOCAB.value, max_seq_length=_MAX_SEQ_LENGTH.value)
+        hparams=_HPARAMS.value, vocab=_VOCAB.value, max_seq_length=_MAX_SEQ_LENGTH.value,
+        task=_TASK.value)
     for directory in written:
         print(f"wrote {directory}")
     return 0

@@ -1,7 +1,11 @@
-r"""Fine-tunes a pretrained ELECTRA discriminator on a GLUE task or your own data.
+r"""Fine-tunes a pretrained ELECTRA discriminator: GLUE, your own data, SQuAD, tagging.
 
     python tools/finetune.py --task=sst2 --data_dir=GLUE/SST-2 --init=MODEL_DIR \
         --output_dir=DIR [--seeds=3]
+    python tools/finetune.py --task=squad --data_dir=DIR --init=MODEL_DIR \
+        --output_dir=DIR   # train-v1.1.json, dev-v1.1.json (squad_v2: *-v2.0.json)
+    python tools/finetune.py --task=ner --data_dir=DIR --init=MODEL_DIR \
+        --output_dir=DIR   # train.txt, dev.txt[, test.txt] (CoNLL) or *.jsonl
     python tools/finetune.py --task=custom --data_dir=DIR --text_column=text \
         --label_column=label --init=MODEL_DIR --output_dir=DIR   # train/dev[/test].csv|tsv|jsonl
     python tools/finetune.py --task=mrpc --data_dir=GLUE/MRPC --init=none \
@@ -21,7 +25,11 @@ are kept. --output_dir receives the fine-tuned model (electra_tf.ElectraClassifi
 from_model_dir loads it), eval_results.json, dev_predictions.tsv and
 test_predictions.tsv (ids, predictions, probabilities) and GLUE submission files for
 the test split (e.g. SST-2.tsv); with --strategy=multi_worker only the chief (worker 0)
-writes it and prints the results.
+writes it and prints the results. SQuAD writes predictions.json (question id -> answer),
+nbest_predictions.json (and null_odds.json for v2.0) and eval_results.json with the
+official exact_match and f1 (v2.0 also HasAns_*/NoAns_*); tagging writes
+dev_predictions.txt (conlleval's `word gold predicted`) and eval_results.json with
+entity-level precision, recall, f1 and word accuracy.
 """
 
 import dataclasses
@@ -36,18 +44,18 @@ from absl import app, flags, logging  # noqa: E402
 import runtime_flags  # noqa: E402  (tools/, the script's directory)
 import tool_errors  # noqa: E402
 from electra_tf import config as config_lib  # noqa: E402
-from electra_tf.data import glue  # noqa: E402
-from electra_tf.training import finetune, runtime  # noqa: E402
+from electra_tf.training import finetune, runtime, tasks  # noqa: E402
 
-flags.DEFINE_enum("task", None, list(glue.GLUE_TASKS) + ["custom"],
-                          "GLUE task, or custom for --text_column/--label_column data.")
+flags.DEFINE_enum("task", None, list(tasks.TASK_NAMES),
+                  "GLUE task; custom for --text_column/--label_column data; squad or "
+                  "squad_v2 (question answering); ner, chunk or tagging (token tagging).")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "The task's data directory.")
 flags.DEFINE_string("init", None, "Pretraining model_dir, or none (random init).")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Model, results and predictions go here.")
 _CONFIG = flags.DEFINE_string("config", "", "With --init=none: the model config (configs/*.json).")
 flags.DEFINE_string("vocab", "", "With --init=none: the vocabulary.")
 flags.DEFINE_bool("lowercase", True, "With --init=none: uncased tokenization.")
-flags.DEFINE_integer("epochs", None, "Default: 3 (10 for STS-B and RTE).")
+flags.DEFINE_integer("epochs", None, "Default: 3 (10 for STS-B and RTE, 2 for SQuAD).")
 flags.DEFINE_float(
     "learning_rate", None,
     "Peak learning rate. Default: 1e-3 tiny (hidden < 256), 3e-4 small, 1e-4 base, 5e-5 large.")
@@ -61,7 +69,16 @@ flags.DEFINE_integer(
 flags.DEFINE_integer(
     "grad_accum_steps", 1, "Split each update's batch into N micro-batches (the update "
     "is the same, memory that of one micro-batch); --batch_size must divide evenly.")
-flags.DEFINE_integer("max_seq_length", 128, "Tokens per example.")
+flags.DEFINE_integer(
+    "max_seq_length", None, "Tokens per example (SQuAD: per window). Default: 128, 384 for "
+    "SQuAD; at most the encoder's max_position_embeddings.")
+flags.DEFINE_integer("max_query_length", 64, "SQuAD: question WordPieces kept.")
+flags.DEFINE_integer("doc_stride", 128, "SQuAD: WordPieces between the starts of windows.")
+flags.DEFINE_integer("max_answer_length", 30, "SQuAD: longest answer, in WordPieces.")
+flags.DEFINE_integer("n_best_size", 20, "SQuAD: candidates per window and answers kept.")
+flags.DEFINE_float(
+    "null_score_threshold", 0.0,
+    "SQuAD v2.0: answer nothing when the null score exceeds the best span's by more.")
 flags.DEFINE_float("warmup_fraction", 0.1, "Linear warmup share of steps.")
 flags.DEFINE_float("weight_decay", 0.01, "AdamW weight decay.")
 flags.DEFINE_integer("seed", 42, "Seed of the first run.")

@@ -14,6 +14,11 @@ generators) still convert exactly: each artifact.json holds its model's exact
 encoder_config, which is what loading uses; a warning says the config's derived
 generator differs, which only matters for pretraining a fresh pair from it.
 
+A fine-tuned Hugging Face model (`ElectraForSequenceClassification`,
+`ElectraForQuestionAnswering`, `ElectraForTokenClassification`) converts with
+`kind="finetuned"` (`--model=finetuned`) to a fine-tuned output directory, head
+included, as tools/finetune.py writes it, which export and explain take.
+
 To Hugging Face, the output is one model directory: `--model` picks the
 discriminator (default) or the generator of a model_dir.
 """
@@ -33,6 +38,10 @@ from electra_tf.text import tokenizer as tokenizer_lib
 from electra_tf.text import vocab as vocab_lib
 
 SOURCES = ("hf", "google", "electra_tf")
+FINETUNED = "finetuned"
+# The fine-tuning task a converted Hugging Face model is recorded with, by class.
+_HF_TASKS = {"ElectraClassifier": "custom", "ElectraForQuestionAnswering": "squad",
+             "ElectraForTokenClassification": "tagging"}
 TARGETS = ("electra_tf", "hf")
 DEFAULT_MAX_SEQ_LENGTH = 128
 # generator_hidden_fraction values tried, in order, after a pair's own ratio.
@@ -190,11 +199,44 @@ def write_hf(model, meta, vocab_path, lowercase, output):
     return hf.save_hf_model(model, output, vocab_path, lowercase, with_head)
 
 
+def write_hf_finetuned(directory, output, task=None, vocab=None, max_seq_length=None):
+    """A Hugging Face fine-tuned ELECTRA -> a fine-tuned output directory.
+
+    Args:
+      task: the FinetuneConfig task to record: by default "custom" (sequence
+        classification), "squad" (QA; "squad_v2" makes the export answer "no
+        answer" by the null score) or "tagging".
+      max_seq_length: default 128 (QA: 384), at most max_position_embeddings.
+    """
+    _require_empty(output)
+    model = hf.load_hf_task_model(directory)
+    task = task or _HF_TASKS[type(model).__name__]
+    encoder_config = model.encoder_config
+    default_length = 384 if task.startswith("squad") else DEFAULT_MAX_SEQ_LENGTH
+    length = min(max_seq_length or default_length, encoder_config["max_position_embeddings"])
+    vocab_file, tokens = (vocab, tokenizer_lib.load_vocab(vocab)) if vocab \
+        else hf.read_vocab(directory)
+    _check_vocab_size(tokens, vocab or directory, {"model": model})
+    tf.io.gfile.makedirs(output)
+    if vocab_file is None:  # the vocabulary came from tokenizer.json
+        vocab_file = os.path.join(output, artifacts.VOCAB)
+        files.write_text_atomic(vocab_file, "".join(t + "\n" for t in tokens))
+    label_names = tuple(getattr(model, "label_names", ()) or ())
+    cfg = config_lib.FinetuneConfig(task=task, init=f"hf:{os.path.abspath(directory)}",
+                                    lowercase=hf.read_lowercase(directory),
+                                    max_seq_length=length, label_names=label_names,
+                                    regression=getattr(model, "is_regression", False))
+    artifacts.save_classifier(model, output, dataclasses.asdict(cfg), vocab_file)
+    logging.info("Converted the fine-tuned %s of %s to %s (task %s)", type(model).__name__,
+                 directory, output, task)
+    return [output]
+
+
 # === Entry point ===
 
 
 def convert_checkpoint(source, target, inputs, output, kind=None, hparams=None, vocab=None,
-                       max_seq_length=None):
+                       max_seq_length=None, task=None):
     """Converts `inputs` (format `source`) to `output` (format `target`).
 
     Args:
@@ -204,11 +246,13 @@ def convert_checkpoint(source, target, inputs, output, kind=None, hparams=None, 
         generator directory converted into one model_dir.
       output: directory to create (must be new or empty).
       kind: "discriminator" / "generator": the one model to convert (to hf, the
-        default is the discriminator).
+        default is the discriminator); "finetuned": a Hugging Face fine-tuned model,
+        head included (`write_hf_finetuned`).
       hparams: Google hparams (dict, JSON string or JSON file) for "google".
       vocab: a vocab.txt to use instead of the source's.
       max_seq_length: data.max_seq_length of the electra_tf config written (default
         128, or Google's hparams); capped at max_position_embeddings.
+      task: with kind "finetuned", the fine-tuning task to record.
 
     Returns:
       The directories written.
@@ -218,8 +262,16 @@ def convert_checkpoint(source, target, inputs, output, kind=None, hparams=None, 
                               f"{', '.join(SOURCES)}, targets {', '.join(TARGETS)}")
     if source == target:
         raise ConversionError(f"--from and --to are both {source}: nothing to convert")
+    if kind == FINETUNED:
+        if (source, target) != ("hf", "electra_tf") or len(inputs) != 1:
+            raise ConversionError("--model=finetuned converts one Hugging Face fine-tuned "
+                                  "directory --from=hf --to=electra_tf")
+        return write_hf_finetuned(inputs[0], output, task, vocab, max_seq_length)
+    if task:
+        raise ConversionError("--task only applies to --model=finetuned")
     if kind not in (None, *mapping.KINDS):
-        raise ConversionError(f"--model={kind!r} is not one of {', '.join(mapping.KINDS)}")
+        raise ConversionError(f"--model={kind!r} is not one of "
+                              f"{', '.join((*mapping.KINDS, FINETUNED))}")
     if source != "hf" and len(inputs) != 1:
         raise ConversionError(f"--from={source} takes one --input, got {len(inputs)}")
     if hparams and source != "google":

@@ -7,10 +7,12 @@ or `pytorch_model.bin` when torch is installed) of
     ElectraForMaskedLM                 -> generator (encoder + tied masked-LM head)
     ElectraModel                       -> discriminator; no RTD head in the source,
                                           so ours is zeroed and recorded as untrained
-    ElectraForSequenceClassification   -> discriminator as ElectraModel; the
-                                          classifier.* tensors are dropped (logged),
-                                          or, with `load_hf_classifier`, an
-                                          `ElectraClassifier` with its head
+    ElectraForSequenceClassification   -> discriminator as ElectraModel; the head's
+    ElectraForQuestionAnswering           tensors (classifier.*, qa_outputs.*) are
+    ElectraForTokenClassification         dropped (logged), or, with
+                                          `load_hf_task_model`, an `ElectraClassifier`,
+                                          `ElectraForQuestionAnswering` or
+                                          `ElectraForTokenClassification` with its head
 
 and writes `config.json` + `model.safetensors` + tokenizer files that
 `transformers.ElectraForPreTraining` / `ElectraForMaskedLM` load.
@@ -32,6 +34,8 @@ from electra_tf import files
 from electra_tf.convert import mapping
 from electra_tf.convert.mapping import ConversionError
 from electra_tf.models.classifier import ElectraClassifier
+from electra_tf.models.question_answering import ElectraForQuestionAnswering
+from electra_tf.models.token_classification import ElectraForTokenClassification
 from electra_tf.text import tokenizer as tokenizer_lib
 
 CONFIG = "config.json"
@@ -49,9 +53,14 @@ ARCHITECTURES = {
     "ElectraForMaskedLM": ("generator", True),
     "ElectraModel": ("discriminator", False),
     "ElectraForSequenceClassification": ("discriminator", False),
+    "ElectraForQuestionAnswering": ("discriminator", False),
+    "ElectraForTokenClassification": ("discriminator", False),
 }
-# Tensors of a source head we cannot hold yet, by architecture: dropped with a log line.
-_DROPPED_PREFIXES = {"ElectraForSequenceClassification": "classifier."}
+# Tensors of a fine-tuning head, by architecture: dropped with a log line when only the
+# encoder is converted (`load_hf_model`), kept by `load_hf_task_model`.
+_DROPPED_PREFIXES = {"ElectraForSequenceClassification": "classifier.",
+                     "ElectraForQuestionAnswering": "qa_outputs.",
+                     "ElectraForTokenClassification": "classifier."}
 # HF activations with an identical Keras activation of the same name.
 _ACTIVATIONS = ("gelu", "relu", "silu", "swish", "tanh")
 # transformers.ElectraConfig's defaults, for keys a config.json leaves out.
@@ -194,7 +203,9 @@ def _architecture(hf_config, state, directory):
         return names[0]
     for prefix, architecture in (("discriminator_predictions.", "ElectraForPreTraining"),
                                  ("generator_predictions.", "ElectraForMaskedLM"),
-                                 ("classifier.", "ElectraForSequenceClassification")):
+                                 ("qa_outputs.", "ElectraForQuestionAnswering"),
+                                 ("classifier.out_proj.", "ElectraForSequenceClassification"),
+                                 ("classifier.", "ElectraForTokenClassification")):
         if any(n.startswith(prefix) for n in state):
             return architecture
     return "ElectraModel"
@@ -279,38 +290,71 @@ def _read_directory(directory):
     return hf_config, state, _architecture(hf_config, state, directory)
 
 
-def load_hf_classifier(directory):
-    """An `ElectraClassifier`, head included, from an `ElectraForSequenceClassification`.
+def _task_model(architecture, encoder_config, hf_config, state, directory):
+    """(our model, its head's slots) for a fine-tuned HF architecture."""
+    hf_layout = layout()
 
-    HF's `ElectraClassificationHead` (classifier.dense, GELU, classifier.out_proj)
-    maps one to one onto `ClassificationHead`; num_labels comes from out_proj.
+    def require(name):
+        if name not in state:
+            raise ConversionError(f"{directory} lacks {name}")
+        return state[name]
+
+    if architecture == "ElectraForSequenceClassification":
+        if encoder_config["hidden_activation"] != "gelu":
+            raise ConversionError(
+                f"{directory}: hidden_act={encoder_config['hidden_activation']!r}; HF's "
+                "classification head uses gelu whatever it is, electra_tf's uses the encoder's")
+        model = ElectraClassifier(
+            encoder_config, num_labels=require("classifier.out_proj.weight").shape[0],
+            head_dropout_rate=hf_config.get("classifier_dropout"))
+        model.build_for_length(min(8, encoder_config["max_position_embeddings"]))
+        return model, (mapping.dense_slots(hf_layout, model.head.dense, "classifier.dense")
+                       + mapping.dense_slots(hf_layout, model.head.out_proj, "classifier.out_proj"))
+    if architecture == "ElectraForQuestionAnswering":
+        if require("qa_outputs.weight").shape[0] != 2:
+            raise ConversionError(f"{directory}: qa_outputs has "
+                                  f"{state['qa_outputs.weight'].shape[0]} outputs, not 2 "
+                                  "(start and end)")
+        model = ElectraForQuestionAnswering(encoder_config)
+        model.build_for_length(min(8, encoder_config["max_position_embeddings"]))
+        return model, mapping.dense_slots(hf_layout, model.qa_outputs, "qa_outputs")
+    num_labels = require("classifier.weight").shape[0]
+    id2label = hf_config.get("id2label") or {}
+    names = [id2label.get(str(i), id2label.get(i, f"LABEL_{i}")) for i in range(num_labels)]
+    model = ElectraForTokenClassification(encoder_config, names,
+                                          head_dropout_rate=hf_config.get("classifier_dropout"))
+    model.build_for_length(min(8, encoder_config["max_position_embeddings"]))
+    return model, mapping.dense_slots(hf_layout, model.classifier, "classifier")
+
+
+def load_hf_task_model(directory):
+    """A fine-tuned model, head included, from a Hugging Face fine-tuned ELECTRA:
+
+      ElectraForSequenceClassification -> `ElectraClassifier` (HF's
+          `ElectraClassificationHead`, classifier.dense + GELU + classifier.out_proj,
+          maps one to one onto `ClassificationHead`; num_labels from out_proj)
+      ElectraForQuestionAnswering      -> `ElectraForQuestionAnswering` (qa_outputs)
+      ElectraForTokenClassification    -> `ElectraForTokenClassification` (classifier;
+          label names from config.json's id2label)
 
     Raises:
-      ConversionError for another architecture, a non-GELU encoder (HF's head
-      always uses GELU, ours the encoder's activation), or any tensor mismatch.
+      ConversionError for another architecture, a sequence classifier with a non-GELU
+      encoder (HF's head always uses GELU, ours the encoder's activation), or any
+      tensor mismatch (every missing, unexpected or misshapen tensor listed).
     """
     hf_config, state, architecture = _read_directory(directory)
-    if architecture != "ElectraForSequenceClassification":
-        raise ConversionError(f"{directory} holds an {architecture}, not an "
-                              "ElectraForSequenceClassification")
+    if architecture not in TASK_ARCHITECTURES:
+        raise ConversionError(f"{directory} holds an {architecture}, not a fine-tuned model "
+                              f"({', '.join(TASK_ARCHITECTURES)})")
     encoder_config = encoder_config_from_hf(hf_config, directory)
-    if encoder_config["hidden_activation"] != "gelu":
-        raise ConversionError(
-            f"{directory}: hidden_act={encoder_config['hidden_activation']!r}; HF's "
-            "classification head uses gelu whatever it is, electra_tf's uses the encoder's")
-    out_proj = "classifier.out_proj.weight"
-    if out_proj not in state:
-        raise ConversionError(f"{directory} lacks {out_proj}")
-    model = ElectraClassifier(encoder_config, num_labels=state[out_proj].shape[0],
-                              head_dropout_rate=hf_config.get("classifier_dropout"))
-    model.build_for_length(min(8, encoder_config["max_position_embeddings"]))
-    hf_layout = layout()
-    slots = (mapping.encoder_slots(hf_layout, model.encoder, "discriminator")
-             + mapping.dense_slots(hf_layout, model.head.dense, "classifier.dense")
-             + mapping.dense_slots(hf_layout, model.head.out_proj, "classifier.out_proj"))
+    model, head_slots = _task_model(architecture, encoder_config, hf_config, state, directory)
+    slots = mapping.encoder_slots(layout(), model.encoder, "discriminator") + head_slots
     mapping.assign(slots, {n: np.shape(v) for n, v in state.items()}, state.__getitem__,
                    directory, _id_buffers(state))
     return model
+
+
+TASK_ARCHITECTURES = tuple(_DROPPED_PREFIXES)
 
 
 def load_hf_model(directory, kind=None):

@@ -312,6 +312,12 @@ class SquadFeatures:
         return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
+def query_length_for(max_seq_length, max_query_length):
+    """The question WordPieces kept with windows of `max_seq_length`: `max_query_length`,
+    less if that would leave no context position ([CLS] q [SEP] c [SEP], >= 1 c)."""
+    return min(max_query_length, max_seq_length - 4)
+
+
 def window_spans(num_tokens, window_length, doc_stride):
     """BERT's context windows: (start, length) pairs covering `num_tokens` tokens.
 

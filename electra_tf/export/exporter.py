@@ -6,7 +6,7 @@
       assets/config.json               the resolved config: the experiment config of a
                                        discriminator, the FinetuneConfig of a classifier
       assets/export.json               kind, max_seq_length, lowercase, signatures, source
-      assets/labels.txt                (classifiers) label names, one per line
+      assets/labels.txt                (classifiers, taggers) label names, one per line
       assets.extra/tf_serving_warmup_requests
 
 The SavedModel is built with `keras.export.ExportArchive` and needs only TensorFlow and
@@ -28,7 +28,11 @@ from electra_tf import files
 from electra_tf.data import glue
 from electra_tf.export import names, opset, signatures, versioning, warmup
 from electra_tf.export import attributions
+from electra_tf.export.question_answering import QuestionAnsweringServer
+from electra_tf.export.tagging import TaggingServer
 from electra_tf.models import artifacts
+from electra_tf.models.question_answering import ElectraForQuestionAnswering
+from electra_tf.models.token_classification import ElectraForTokenClassification
 from electra_tf.text.tokenizer import WordPieceTokenizer
 
 ASSETS = "assets"
@@ -44,6 +48,8 @@ CLASSIFIER = artifacts.CLASSIFIER
 # Warmup texts: empty, short, and longer than any max_seq_length, so every shape path
 # (including truncation) is compiled before traffic.
 WARMUP_TEXTS = ("", "the quick brown fox jumps over the lazy dog .", "a long text . " * 300)
+# The windows a QA export searches per context (see export/question_answering.py).
+DEFAULT_MAX_WINDOWS = 8
 
 
 def _warmup_logs(name, endpoints, packer):
@@ -153,36 +159,59 @@ def is_pair_task(finetune_config):
     return glue.get_task(finetune_config.task).is_pair
 
 
-def export_classifier(output_dir, export_dir, name, version=None, explain_steps=None):
-    """Exports a fine-tuned classifier (a tools/finetune.py output dir; its best seed).
+def export_finetuned(output_dir, export_dir, name, version=None, explain_steps=None,
+                     max_windows=DEFAULT_MAX_WINDOWS):
+    """Exports a fine-tuned model (a tools/finetune.py output dir; its best seed).
 
-    Signatures: serving_default (text, plus text_pair for pair tasks), predict_ids,
-    encoder_features, encoder_features_ids (see `signatures.py`), and with
-    `explain_steps` (an int) `explain`: integrated-gradients attributions of the
-    predicted label over that many steps (`electra_tf.export.attributions`).
+    Signatures, by model:
+      classifier: serving_default (text, plus text_pair for pair tasks), predict_ids,
+        encoder_features, encoder_features_ids (`signatures.py`), and with
+        `explain_steps` (an int) `explain`: integrated-gradients attributions of the
+        predicted label over that many steps (`electra_tf.export.attributions`);
+      question answering: serving_default (question, context -> answer, character
+        span, score; has_answer for SQuAD v2.0 models), searching up to `max_windows`
+        windows per context, and predict_ids (`export/question_answering.py`);
+      tagger: serving_default (text -> words, tags, entities) and predict_ids
+        (`export/tagging.py`).
     """
     model, cfg, vocab_path, label_names = artifacts.load_finetuned(output_dir)
-    packer = signatures.TextPacker(
-        WordPieceTokenizer(vocab_path, lowercase=cfg.lowercase), cfg.max_seq_length)
-    pair = is_pair_task(cfg)
-    endpoints = signatures.classifier_endpoints(model, packer, label_names, pair)
-    info = {"kind": CLASSIFIER, "task": cfg.task, "regression": model.is_regression,
-            "text_pair": pair, "source": os.path.abspath(output_dir)}
-    if explain_steps is not None:
-        endpoints.update(
-            attributions.explain_endpoint(model, packer, label_names, pair, explain_steps))
-        info["explain_steps"] = explain_steps
-    return write_export(
-        model, endpoints, packer, export_dir, name, version,
-        config=dataclasses.asdict(cfg), labels=None if model.is_regression else label_names,
-        info=info,
-    )
+    tokenizer = WordPieceTokenizer(vocab_path, lowercase=cfg.lowercase)
+    packer = signatures.TextPacker(tokenizer, cfg.max_seq_length)
+    info = {"kind": CLASSIFIER, "task": cfg.task, "source": os.path.abspath(output_dir)}
+    if explain_steps is not None and not hasattr(model, "head"):
+        raise ValueError(f"{output_dir} holds a {type(model).__name__}; the explain "
+                         "signature attributes a sequence classifier's decision")
+    labels = None
+    if isinstance(model, ElectraForQuestionAnswering):
+        version_2 = cfg.task == "squad_v2"
+        endpoints = QuestionAnsweringServer(
+            model, tokenizer, cfg.max_seq_length, cfg.max_query_length, cfg.doc_stride,
+            cfg.max_answer_length, cfg.n_best_size, version_2, cfg.null_score_threshold,
+            max_windows).endpoints()
+        info.update(model="question_answering", version_2=version_2, max_windows=max_windows)
+    elif isinstance(model, ElectraForTokenClassification):
+        endpoints = TaggingServer(model, tokenizer, cfg.max_seq_length).endpoints()
+        info["model"] = "tagging"
+        labels = list(label_names)
+    else:
+        pair = is_pair_task(cfg)
+        endpoints = signatures.classifier_endpoints(model, packer, label_names, pair)
+        info.update(model="classification", regression=model.is_regression, text_pair=pair)
+        labels = None if model.is_regression else list(label_names)
+        if explain_steps is not None:
+            endpoints.update(
+                attributions.explain_endpoint(model, packer, label_names, pair, explain_steps))
+            info["explain_steps"] = explain_steps
+    return write_export(model, endpoints, packer, export_dir, name, version,
+                        config=dataclasses.asdict(cfg), labels=labels, info=info)
 
 
-def export_model(model_dir, export_dir, name, version=None, explain_steps=None):
+def export_model(model_dir, export_dir, name, version=None, explain_steps=None,
+                 max_windows=DEFAULT_MAX_WINDOWS):
     """Exports whatever `model_dir` holds: a pretraining model_dir or discriminator
-    artifact (`export_discriminator`), or a fine-tuning output (`export_classifier`,
-    with the `explain` signature if `explain_steps` is given).
+    artifact (`export_discriminator`), or a fine-tuning output (`export_finetuned`:
+    a classifier, with the `explain` signature if `explain_steps` is given, a QA model
+    searching `max_windows` windows per context, or a tagger).
 
     Returns:
       The published version directory.
@@ -191,7 +220,8 @@ def export_model(model_dir, export_dir, name, version=None, explain_steps=None):
       ValueError: `explain_steps` for a discriminator (only classifiers explain).
     """
     if model_dir_kind(model_dir) == CLASSIFIER:
-        return export_classifier(model_dir, export_dir, name, version, explain_steps)
+        return export_finetuned(model_dir, export_dir, name, version, explain_steps,
+                                max_windows)
     if explain_steps is not None:
         raise ValueError(
             f"{model_dir} holds a pretrained discriminator; the explain signature "

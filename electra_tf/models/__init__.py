@@ -1,5 +1,5 @@
-"""ELECTRA encoder, pretraining heads, the pretrainer, the classifier, the extractive QA
-model and the model directories (`artifacts`)."""
+"""ELECTRA encoder, pretraining heads, the pretrainer, the fine-tuning models
+(classifier, extractive QA, token tagging) and the model directories (`artifacts`)."""
 
 
 from electra_tf.models.encoder import ElectraEmbeddings
@@ -13,5 +13,6 @@ from electra_tf.models.pretrainer import ElectraDiscriminator
 from electra_tf.models.pretrainer import ElectraGenerator
 from electra_tf.models.classifier import ElectraClassifier
 from electra_tf.models.question_answering import ElectraForQuestionAnswering
+from electra_tf.models.token_classification import ElectraForTokenClassification
 # Last: it gives ElectraDiscriminator/ElectraGenerator from_model_dir and save_to_model_dir.
 from electra_tf.models import artifacts

@@ -36,7 +36,11 @@ import tensorflow as tf
 from electra_tf import config as config_lib
 from electra_tf import files
 from electra_tf import schema
-from electra_tf.models.classifier import ElectraClassifier  # noqa: F401 (model.json names it)
+from electra_tf.models import task_model
+# model.json names one of the fine-tuning models; importing them registers them.
+from electra_tf.models.classifier import ElectraClassifier  # noqa: F401
+from electra_tf.models.question_answering import ElectraForQuestionAnswering  # noqa: F401
+from electra_tf.models.token_classification import ElectraForTokenClassification  # noqa: F401
 from electra_tf.models.pretrainer import ElectraDiscriminator, ElectraGenerator
 from electra_tf.text.preprocessor import Preprocessor
 
@@ -240,7 +244,8 @@ def _load_classifier(directory):
     config = _read_json(os.path.join(directory, FINETUNE_CONFIG_JSON))
     label_names = tuple(config.get("label_names", ()))
     architecture = _read_json(os.path.join(directory, MODEL_JSON))
-    architecture["config"]["label_names"] = label_names
+    if "label_names" in architecture["config"]:  # classifiers and taggers
+        architecture["config"]["label_names"] = label_names
     model = keras.saving.deserialize_keras_object(architecture)
     model.build_for_length(config["max_seq_length"])
     model.load_weights(os.path.join(directory, WEIGHTS))
@@ -318,11 +323,7 @@ for _cls in _CLASSES.values():
 
 def build_inputs(model, seq_len, batch=1):
     """Creates the model's variables by calling it once on zeros `[batch, seq_len]`."""
-    inputs = {
-        schema.TOKEN_IDS: tf.zeros([batch, seq_len], tf.int32),
-        schema.SEGMENT_IDS: tf.zeros([batch, seq_len], tf.int32),
-        schema.PADDING_MASK: tf.ones([batch, seq_len], tf.bool),
-    }
+    inputs = task_model.zero_inputs(seq_len, batch)
     if isinstance(model, ElectraGenerator):
         inputs[schema.MASK_POSITIONS] = tf.zeros([batch, 1], tf.int32)
     model(inputs)

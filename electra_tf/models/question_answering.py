@@ -22,7 +22,8 @@ import keras
 from keras import ops
 
 from electra_tf import schema
-from electra_tf.models.encoder import ElectraEncoder, truncated_normal
+from electra_tf.models.encoder import truncated_normal
+from electra_tf.models.task_model import ElectraTaskModel
 
 START_LOGITS = "start_logits"
 END_LOGITS = "end_logits"
@@ -60,7 +61,7 @@ class SpanLoss(keras.losses.Loss):
 
 
 @keras.saving.register_keras_serializable(package="electra_tf")
-class ElectraForQuestionAnswering(keras.Model):
+class ElectraForQuestionAnswering(ElectraTaskModel):
     """ELECTRA encoder + span head: start/end logits for every token.
 
     Args:
@@ -77,7 +78,8 @@ class ElectraForQuestionAnswering(keras.Model):
         dict of `START_LOGITS` and `END_LOGITS`, float32 `[batch, seq_len]`
         (`MASKED_LOGIT` on padding).
 
-    Training: `model.compile(optimizer, loss=SpanLoss())` then `model.fit` on
+    Training (with per-replica XLA and gradient accumulation, `ElectraTaskModel`):
+    `model.compile(optimizer, loss=SpanLoss())` then `model.fit` on
     `SquadFeatures.to_dataset()` (inputs, {start_positions, end_positions}). Keras
     pairs each output with the label of the same name; the span loss needs both
     outputs and both labels at once, so `compute_loss` hands them to a `SpanLoss`
@@ -85,12 +87,10 @@ class ElectraForQuestionAnswering(keras.Model):
     """
 
     def __init__(self, encoder_config, initializer_range=None, **kwargs):
-        super().__init__(**kwargs)
-        self.encoder_config = dict(encoder_config)
+        super().__init__(encoder_config, **kwargs)
         self.initializer_range = initializer_range
 
         # === Layers ===
-        self.encoder = ElectraEncoder(**self.encoder_config, name="encoder")
         # float32 logits under mixed precision: the softmax cross-entropy needs them.
         self.qa_outputs = keras.layers.Dense(
             2,
@@ -125,8 +125,7 @@ class ElectraForQuestionAnswering(keras.Model):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"encoder_config": self.encoder_config,
-                       "initializer_range": self.initializer_range})
+        config.update({"initializer_range": self.initializer_range})
         return config
 
 

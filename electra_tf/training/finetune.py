@@ -67,14 +67,13 @@ from absl import logging
 
 from electra_tf import config as config_lib
 from electra_tf import files
-from electra_tf.data import glue
 from electra_tf.models import artifacts
-from electra_tf.models.classifier import ElectraClassifier
 from electra_tf.text.tokenizer import WordPieceTokenizer, load_vocab
 from electra_tf.training import lock as lock_lib
-from electra_tf.training import metrics as metrics_lib
 from electra_tf.training import optimization
 from electra_tf.training import runtime
+from electra_tf.training import tasks as tasks_lib
+from electra_tf.training.tasks import Split, TaskData, evaluate, make_task, predict_logits  # noqa: F401
 
 # The output directory's files (the classifier's are defined with its loader).
 FINETUNE_CONFIG_JSON = artifacts.FINETUNE_CONFIG_JSON
@@ -89,7 +88,13 @@ TENSORBOARD = "tensorboard"
 # is ours: at 3e-4 a 4-layer, 128-wide model still underfits SST-2 after 3 epochs.
 RATES_BY_SIZE = {"tiny": (1e-3, 0.8), "small": (3e-4, 0.8), "base": (1e-4, 0.8),
                  "large": (5e-5, 0.9)}
-LONG_TASKS = ("stsb", "rte")  # 10 epochs instead of 3
+# The paper's epochs: 3, but 10 for the two small GLUE tasks and 2 for SQuAD.
+EPOCHS = {"stsb": 10, "rte": 10, "squad": 2, "squad_v2": 2}
+DEFAULT_EPOCHS = 3
+# Tokens per example: 128, but 384 for SQuAD's windows (BERT's and ELECTRA's), both
+# capped at the encoder's max_position_embeddings.
+MAX_SEQ_LENGTHS = {"squad": 384, "squad_v2": 384}
+DEFAULT_MAX_SEQ_LENGTH = 128
 
 
 def model_size(encoder_config):
@@ -105,16 +110,14 @@ def paper_defaults(task_name, encoder_config):
     """{"epochs", "learning_rate", "layer_decay"} for this task and size (the ELECTRA
     paper's, and ours for "tiny")."""
     learning_rate, layer_decay = RATES_BY_SIZE[model_size(encoder_config)]
-    return {"epochs": 10 if task_name in LONG_TASKS else 3,
+    return {"epochs": EPOCHS.get(task_name, DEFAULT_EPOCHS),
             "learning_rate": learning_rate, "layer_decay": layer_decay}
 
 
-def make_task(cfg, data_dir):
-    if cfg.task == "custom":
-        return glue.custom_task(
-            data_dir, cfg.text_column, cfg.text_pair_column or None, cfg.label_column,
-            label_names=cfg.label_names or None, regression=cfg.regression)
-    return glue.get_task(cfg.task)
+def default_max_seq_length(task_name, encoder_config):
+    """The task's usual length, at most the encoder's max_position_embeddings."""
+    return min(MAX_SEQ_LENGTHS.get(task_name, DEFAULT_MAX_SEQ_LENGTH),
+               encoder_config["max_position_embeddings"])
 
 
 # === Initialisation ===
@@ -164,27 +167,6 @@ def _load_init(cfg):
 # === Training and evaluation ===
 
 
-@dataclasses.dataclass
-class Split:
-    """A split's examples and their model inputs (from a `glue.ExampleEncoder`)."""
-
-    examples: glue.Examples
-    features: dict
-
-
-def predict_logits(model, split, batch_size=128):
-    """`[n, num_labels]` float32 outputs of `model` for every example of a `Split`."""
-    return model.predict(glue.batch_dataset(split.features, batch_size=batch_size), verbose=0)
-
-
-def evaluate(model, task, split, batch_size=128):
-    """The task's metrics over all of a labelled `Split`."""
-    logits = predict_logits(model, split, batch_size)
-    results = metrics_lib.compute_metrics(task.metrics, split.examples.labels, logits)
-    results["num_examples"] = len(split.examples)
-    return results
-
-
 def _check_length(init, max_seq_length):
     if max_seq_length > init.encoder_config["max_position_embeddings"]:
         raise ValueError(
@@ -192,20 +174,28 @@ def _check_length(init, max_seq_length):
             f"max_position_embeddings={init.encoder_config['max_position_embeddings']}")
 
 
-def build_classifier(init, task, max_seq_length):
-    """A classifier for `task` with the pretrained encoder copied in (if any)."""
+def _as_task(task):
+    """A task object (`training/tasks.py`); a `glue.Task` is wrapped."""
+    return task if hasattr(task, "build_model") else tasks_lib.ClassificationTask(task)
+
+
+def build_model(init, task, max_seq_length):
+    """The task's model, built for `max_seq_length`, with the pretrained encoder
+    copied in (if any). `task`: a task object or a `glue.Task`."""
     _check_length(init, max_seq_length)
-    model = ElectraClassifier(init.encoder_config, task.num_labels,
-                              label_names=task.label_names or ())
-    model.build_for_length(max_seq_length)
+    model = _as_task(task).build_model(init.encoder_config, max_seq_length)
     if init.encoder is not None:
         model.load_encoder_weights(init.encoder)
     return model
 
 
-def compile_classifier(model, cfg, task, num_train_steps, jit_compile="auto"):
-    """Compiles `model` with the resolved cfg's optimizer, the task's loss and metrics,
-    cfg.grad_accum_steps and `jit_compile` (see `ElectraClassifier.compile`)."""
+
+
+def compile_model(model, cfg, task, num_train_steps, jit_compile="auto"):
+    """Compiles `model` with the resolved cfg's optimizer (AdamW, warmup, layer-wise
+    decay), the task's loss and metrics, cfg.grad_accum_steps and `jit_compile` (see
+    `ElectraTaskModel.compile`). `task`: a task object or a `glue.Task`."""
+    task = _as_task(task)
     optimizer = optimization.make_optimizer(
         cfg.learning_rate,
         num_train_steps=num_train_steps,
@@ -214,52 +204,14 @@ def compile_classifier(model, cfg, task, num_train_steps, jit_compile="auto"):
         clip_norm=cfg.clip_norm,
         lr_multipliers=model.lr_multipliers(cfg.layer_decay),
     )
-    # Keras' built-in losses: they scale for tf.distribute replicas themselves.
-    loss = (keras.losses.MeanSquaredError() if task.is_regression
-            else keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.compile(optimizer=optimizer, loss=loss,
-                  metrics=metrics_lib.streaming_metrics(task.metrics, task.num_labels),
+    model.compile(optimizer=optimizer, loss=task.loss(), metrics=task.fit_metrics(),
                   jit_compile=jit_compile, grad_accum_steps=cfg.grad_accum_steps)
     return model
 
 
 def save_finetuned(model, cfg, vocab_path, directory):
-    """Writes a fine-tuned classifier (see the module docstring for the files)."""
+    """Writes a fine-tuned model (see the module docstring for the files)."""
     artifacts.save_classifier(model, directory, dataclasses.asdict(cfg), vocab_path)
-
-
-@dataclasses.dataclass
-class TaskData:
-    train: Split
-    evals: dict  # {split name: Split}
-    tests: dict  # {split name: Split}
-
-
-def read_task_data(task, cfg, data_dir):
-    """Every split the run uses, read and checked (not yet encoded); the train split
-    sampled down to cfg.max_train_examples."""
-    test_splits = glue.check_data_dir(task, data_dir)
-
-    def read(split):
-        return glue.read_split(task, data_dir, split, skip_bad_rows=cfg.skip_bad_rows)
-
-    train = read("train")
-    if cfg.max_train_examples:
-        # A fixed sample seed: every fine-tuning seed and init sees the same examples.
-        train = train.sample(cfg.max_train_examples, seed=0)
-    return TaskData(train, {s: read(s) for s in task.eval_splits},
-                    {s: read(s) for s in test_splits})
-
-
-def encode_task_data(data, tokenizer, max_seq_length):
-    """Tokenizes every split once, for all seeds."""
-    encoder = glue.ExampleEncoder(tokenizer, max_seq_length)
-
-    def encode(examples):
-        return Split(examples, encoder(examples))
-
-    return TaskData(encode(data.train), {s: encode(e) for s, e in data.evals.items()},
-                    {s: encode(e) for s, e in data.tests.items()})
 
 
 def _tensorboard_writer(directory):
@@ -281,9 +233,10 @@ class EpochEvaluation(keras.callbacks.Callback):
       best_epoch: 1-based.
     """
 
-    def __init__(self, task, evals, run_dir, write=True, max_steps=0):
+    def __init__(self, task, cfg, evals, run_dir, write=True, max_steps=0):
         super().__init__()
         self.task = task
+        self.cfg = cfg
         self.evals = evals
         self.run_dir = run_dir
         self.write = write
@@ -298,7 +251,7 @@ class EpochEvaluation(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         step = int(self.model.optimizer.iterations.numpy())
         record = {"epoch": epoch + 1, "step": step, "loss": float((logs or {}).get("loss", 0))}
-        results = {name: evaluate(self.model, self.task, split)
+        results = {name: self.task.evaluate(self.model, split, self.cfg)
                    for name, split in self.evals.items()}
         for name, metrics in results.items():
             record.update({f"{name}_{m}": float(metrics[m]) for m in self.task.metrics})
@@ -344,24 +297,23 @@ def train_one(cfg, task, data, init, run_dir, verbose=0, strategy=None, precisio
               jit_compile="auto", write=True):
     """Fine-tunes one seed (cfg.seed, cfg resolved) on encoded `TaskData`; writes
     run_dir if `write` (a worker other than the chief computes the same results and
-    writes nothing); returns its results. `strategy`, `precision` and `jit_compile`:
-    see `run_finetuning`."""
+    writes nothing); returns its results and the names of the prediction files it
+    wrote. `task`: a task object (`training/tasks.py`). `strategy`, `precision` and
+    `jit_compile`: see `run_finetuning`."""
     keras.utils.set_random_seed(cfg.seed)
-    num_train = len(data.train.examples)
+    num_train = task.train_size(data.train)
     with runtime.precision_policy(precision), (strategy or tf.distribute.get_strategy()).scope():
-        model = build_classifier(init, task, cfg.max_seq_length)
-        compile_classifier(model, cfg, task, num_train_steps(cfg, num_train), jit_compile)
+        model = build_model(init, task, cfg.max_seq_length)
+        compile_model(model, cfg, task, num_train_steps(cfg, num_train), jit_compile)
         # Built before fit, so the train function is traced once, not again after its
         # first call creates the optimizer's variables.
         model.optimizer.build(model.trainable_variables)
-    train_dataset = glue.batch_dataset(data.train.features, data.train.examples.labels,
-                                       batch_size=cfg.batch_size, shuffle=True, seed=cfg.seed)
-    evaluation = EpochEvaluation(task, {n: s for n, s in data.evals.items()}, run_dir,
-                                 write=write, max_steps=cfg.max_steps)
+    evaluation = EpochEvaluation(task, cfg, dict(data.evals), run_dir, write=write,
+                                 max_steps=cfg.max_steps)
     start = time.time()
     # The dataset reshuffles itself every epoch.
-    history = model.fit(train_dataset, epochs=cfg.epochs, verbose=verbose, shuffle=False,
-                        callbacks=[evaluation])
+    history = model.fit(task.train_dataset(data.train, cfg), epochs=cfg.epochs,
+                        verbose=verbose, shuffle=False, callbacks=[evaluation])
     seconds = time.time() - start
     results = {
         "task": task.name,
@@ -379,22 +331,10 @@ def train_one(cfg, task, data, init, run_dir, verbose=0, strategy=None, precisio
                      results[name])
     if write:
         save_finetuned(model, cfg, init.vocab_path, run_dir)
-    # Every worker predicts (a collective); the chief writes.
+    written = []
     for name, split in {**data.evals, **data.tests}.items():
-        logits = predict_logits(model, split)
-        if not write:
-            continue
-        glue.write_predictions(os.path.join(run_dir, predictions_file(name)), task,
-                               split.examples.ids, logits, split.examples.labels)
-        if name in task.submissions:
-            glue.write_submission(os.path.join(run_dir, task.submissions[name]), task,
-                                  split.examples.ids, logits)
-    return results
-
-
-def predictions_file(split):
-    """The predictions file of a split: dev_predictions.tsv, test_predictions.tsv, ..."""
-    return f"{split}_predictions.tsv"
+        written += task.write_outputs(model, name, split, run_dir, cfg, write=write)
+    return results, written
 
 
 def prepare_output_dir(output_dir, overwrite, create=True):
@@ -425,6 +365,10 @@ def summarize(task, runs):
         "best_seed": best["seed"],
         "best_run": f"seed_{best['seed']}" if len(runs) > 1 else ".",
         "runs": runs,
+        # The first dev split's medians once more at the top, e.g. SQuAD's
+        # {"exact_match", "f1"} and tagging's {"precision", "recall", "f1", "accuracy"}.
+        **{m: statistics.median(r[task.eval_splits[0]][m] for r in runs)
+           for m in task.metrics},
     }
 
 
@@ -464,19 +408,22 @@ def run_finetuning(cfg, data_dir, output_dir, *, seeds=1, overwrite=False, verbo
         runtime.check_global_batch(strategy, cfg.batch_size, cfg.grad_accum_steps, "batch_size")
     task = make_task(cfg, data_dir)
     init = load_init(cfg)
-    _check_length(init, cfg.max_seq_length)
     defaults = paper_defaults(task.name, init.encoder_config)
+    if cfg.max_seq_length is None:
+        defaults["max_seq_length"] = default_max_seq_length(task.name, init.encoder_config)
     cfg = dataclasses.replace(
         cfg,
         **{k: v for k, v in defaults.items() if getattr(cfg, k) is None},
         lowercase=init.lowercase,
-        label_names=task.label_names or (),
     )
+    _check_length(init, cfg.max_seq_length)
     tokenizer = WordPieceTokenizer(init.vocab_path, lowercase=init.lowercase)
     if tokenizer.vocab_size != init.encoder_config["vocab_size"]:
         raise ValueError(f"the vocabulary {init.vocab_path} has {tokenizer.vocab_size} tokens, "
                          f"the encoder {init.encoder_config['vocab_size']}")
-    data = read_task_data(task, cfg, data_dir)
+    data = task.read(cfg, data_dir)
+    # Known once the data is read (tagging takes its labels from the training file).
+    cfg = dataclasses.replace(cfg, label_names=task.label_names or ())
     # Locked before the emptiness check, so a concurrent run is named as such.
     run_lock = lock_lib.RunLock(output_dir, "fine-tuning") if chief else contextlib.nullcontext()
     with run_lock:
@@ -490,23 +437,22 @@ def _finetune(cfg, task, data, init, tokenizer, output_dir, *, seeds, overwrite,
     """`run_finetuning` once its inputs are read and output_dir is locked."""
     prepare_output_dir(output_dir, overwrite, create=chief)
     logging.info("Fine-tuning %s on %d examples: %s", task.name, len(data.train), cfg)
-    data = encode_task_data(data, tokenizer, cfg.max_seq_length)
+    data = task.encode(data, tokenizer, cfg)
 
     runs = []
     for i in range(seeds):
         run_cfg = dataclasses.replace(cfg, seed=cfg.seed + i)
         run_dir = output_dir if seeds == 1 else os.path.join(output_dir, f"seed_{run_cfg.seed}")
-        runs.append(train_one(run_cfg, task, data, init, run_dir, verbose, strategy, precision,
-                              jit_compile, write=chief))
+        results, written = train_one(run_cfg, task, data, init, run_dir, verbose, strategy,
+                                     precision, jit_compile, write=chief)
+        runs.append(results)
         if seeds > 1 and chief:
             files.write_json_atomic(os.path.join(run_dir, EVAL_RESULTS_JSON), runs[-1])
     summary = summarize(task, runs)
     if not chief:
         return summary
     if seeds > 1:
-        best_files = [task.submissions[s] for s in data.tests if s in task.submissions]
-        best_files += [predictions_file(s) for s in [*data.evals, *data.tests]]
-        for name in best_files:
+        for name in written:  # every seed writes the same names
             files.copy_atomic(os.path.join(output_dir, summary["best_run"], name),
                               os.path.join(output_dir, name))
     files.write_json_atomic(os.path.join(output_dir, EVAL_RESULTS_JSON), summary)

@@ -123,13 +123,46 @@ def test_sequence_classifier_converts_with_its_head(tmp_path):
         expected = hf(**ct.hf_inputs(torch, inputs)).logits
     ct.save_hf(hf, tmp_path / "hf")
 
-    ours = hf_convert.load_hf_classifier(str(tmp_path / "hf"))
+    ours = hf_convert.load_hf_task_model(str(tmp_path / "hf"))
     assert ours.num_labels == 3
     assert_close(ours(inputs, training=False), expected)
-    with pytest.raises(ConversionError, match="not an ElectraForSequenceClassification"):
+    with pytest.raises(ConversionError, match="holds an ElectraForMaskedLM, not a fine-tuned"):
         gen = ct.random_hf(torch, transformers, transformers.ElectraForMaskedLM,
                            ct.CONFIGS["small_like"], 9)
-        hf_convert.load_hf_classifier(str(ct.save_hf(gen, tmp_path / "gen")))
+        hf_convert.load_hf_task_model(str(ct.save_hf(gen, tmp_path / "gen")))
+
+
+def test_question_answering_model_converts_with_qa_outputs(tmp_path):
+    config = ct.CONFIGS["odd"]
+    inputs = ct.batch(config["vocab_size"])
+    hf = ct.random_hf(torch, transformers, transformers.ElectraForQuestionAnswering, config, 10)
+    with torch.no_grad():
+        expected = hf(**ct.hf_inputs(torch, inputs))
+    ct.save_hf(hf, tmp_path / "hf")
+
+    ours = hf_convert.load_hf_task_model(str(tmp_path / "hf"))
+    outputs = ours(inputs, training=False)
+    # HF leaves padded positions' logits as they are; ours masks them.
+    real = np.asarray(inputs["padding_mask"])
+    for name in ("start_logits", "end_logits"):
+        np.testing.assert_allclose(np.asarray(outputs[name])[real],
+                                   getattr(expected, name).numpy()[real], atol=1e-4)
+        assert np.all(np.asarray(outputs[name])[~real] == -1e9)
+
+
+def test_token_classifier_converts_with_its_head_and_label_names(tmp_path):
+    labels = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+    config = dict(ct.CONFIGS["odd"], num_labels=5,
+                  id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)})
+    inputs = ct.batch(config["vocab_size"])
+    hf = ct.random_hf(torch, transformers, transformers.ElectraForTokenClassification, config, 11)
+    with torch.no_grad():
+        expected = hf(**ct.hf_inputs(torch, inputs)).logits
+    ct.save_hf(hf, tmp_path / "hf")
+
+    ours = hf_convert.load_hf_task_model(str(tmp_path / "hf"))
+    assert ours.label_names == tuple(labels)
+    assert_close(ours(inputs, training=False), expected)
 
 
 @pytest.mark.parametrize("storage", ["pytorch_model.bin", "sharded safetensors"])
@@ -244,3 +277,38 @@ def test_a_weight_without_a_mapping_is_an_error(monkeypatch):
     with pytest.raises(ConversionError,
                        match=r"no Hugging Face tensor maps to .*rtd_head/dense/kernel"):
         mapping.model_slots(hf_convert.layout(), model)
+
+
+def test_finetuned_hf_qa_model_converts_exports_and_serves_hf_logits(tmp_path):
+    from export.export_helpers import bare_process_outputs
+
+    from electra_tf.export import exporter
+    from electra_tf.models.question_answering import ElectraForQuestionAnswering
+
+    config = ct.CONFIGS["small_like"]
+    hf = ct.random_hf(torch, transformers, transformers.ElectraForQuestionAnswering, config, 12)
+    inputs = ct.batch(config["vocab_size"])
+    with torch.no_grad():
+        expected = hf(**ct.hf_inputs(torch, inputs))
+    ct.save_hf(hf, tmp_path / "hf")
+    out = tmp_path / "finetuned"
+    assert convert([tmp_path / "hf"], out, kind="finetuned") == [str(out)]
+    model, cfg, _, _ = artifacts.load_finetuned(str(out))
+    assert isinstance(model, ElectraForQuestionAnswering)
+    assert (cfg.task, cfg.max_seq_length) == ("squad", 64)  # 384, capped at the positions
+
+    path = exporter.export_model(str(out), str(tmp_path / "exports"), "qa")
+    ids = {k: np.asarray(v, np.int32) for k, v in inputs.items()}
+    context = "w3 w4 w5 w6, w7."
+    outputs = bare_process_outputs(path, str(tmp_path),
+                                   {"question": ["w1 w2?"], "context": [context]}, ids)
+    real = inputs[schema.PADDING_MASK]
+    for name in ("start_logits", "end_logits"):
+        np.testing.assert_allclose(outputs[f"predict_ids/{name}"][real],
+                                   getattr(expected, name).numpy()[real], atol=ct.TOLERANCE)
+    start, end = outputs["serving_default/start_char"][0], outputs["serving_default/end_char"][0]
+    assert context[start:end] == outputs["serving_default/answer"][0].decode() != ""
+
+    with pytest.raises(ConversionError, match="--model=finetuned converts one Hugging Face"):
+        convert_checkpoint("google", "electra_tf", [str(tmp_path / "hf")],
+                           str(tmp_path / "x"), kind="finetuned")

@@ -115,7 +115,7 @@ def test_finetuning_on_an_sst2_slice_beats_the_untrained_model(tmp_path, bert_vo
     dev = glue.read_split(task, data_dir, "dev")
     dev = finetune.Split(dev, glue.ExampleEncoder(tokenizer, 32)(dev))
     keras.utils.set_random_seed(cfg.seed)
-    untrained = finetune.evaluate(finetune.build_classifier(init, task, 32), task, dev)
+    untrained = finetune.evaluate(finetune.build_model(init, task, 32), task, dev)
     trained = summary["runs"][0]["dev"]
     assert trained["num_examples"] == untrained["num_examples"] == 872
     assert trained["accuracy"] >= untrained["accuracy"] + 0.08, (trained, untrained)
@@ -176,7 +176,7 @@ def test_save_load_round_trip_gives_identical_predictions(tmp_path, tiny_model_d
     cfg = tiny_config(tiny_model_dir, task="stsb", label_names=())
     init = finetune.load_init(cfg)
     keras.utils.set_random_seed(1)
-    model = finetune.build_classifier(init, glue.get_task("stsb"), SEQ)
+    model = finetune.build_model(init, glue.get_task("stsb"), SEQ)
     rng = np.random.RandomState(0)
     inputs = {"token_ids": rng.randint(5, 60, (4, SEQ)).astype("int32"),
               "segment_ids": np.zeros((4, SEQ), "int32"),
@@ -214,7 +214,7 @@ def test_regression_with_the_papers_defaults_and_layerwise_rates(tmp_path, tiny_
     assert model.num_labels == 1 and label_names == ()
     # The test model is narrower than ELECTRA-small: the "tiny" rates.
     assert (saved.epochs, saved.learning_rate, saved.layer_decay) == (10, 1e-3, 0.8)
-    finetune.compile_classifier(model, saved, glue.get_task("stsb"), num_train_steps=10)
+    finetune.compile_model(model, saved, glue.get_task("stsb"), num_train_steps=10)
     rates = {path.split("/", 1)[1]: m for path, m in model.optimizer.lr_multipliers.items()}
     assert rates["encoder/block_1/qkv/kernel"] == rates["classifier/out_proj/kernel"] == 1.0
     assert rates["encoder/block_0/qkv/kernel"] == pytest.approx(0.8)
@@ -273,13 +273,13 @@ def test_xla_equals_the_plain_step(tmp_path, tiny_vocab, monkeypatch):
     data_dir = write_mrpc(tmp_path / "MRPC", rows=21)
     cfg = tiny_config(model_dir, learning_rate=1e-2)
     models = []
-    compile_classifier = finetune.compile_classifier
+    compile_model = finetune.compile_model
 
     def recording(model, *args, **kwargs):
-        models.append(compile_classifier(model, *args, **kwargs))
+        models.append(compile_model(model, *args, **kwargs))
         return models[-1]
 
-    monkeypatch.setattr(finetune, "compile_classifier", recording)
+    monkeypatch.setattr(finetune, "compile_model", recording)
     want = finetuned_weights(tmp_path / "plain", cfg, data_dir, jit_compile=False)
     got = finetuned_weights(tmp_path / "xla", cfg, data_dir, jit_compile=True)
     assert [m.replica_jit_compile for m in models] == [False, True]
@@ -291,8 +291,8 @@ def test_jit_compile_auto_is_on_only_with_a_gpu(tiny_model_dir):
     import tensorflow as tf
 
     cfg = tiny_config(tiny_model_dir, layer_decay=0.8)
-    model = finetune.build_classifier(finetune.load_init(cfg), glue.get_task("mrpc"), SEQ)
-    finetune.compile_classifier(model, cfg, glue.get_task("mrpc"), num_train_steps=1)
+    model = finetune.build_model(finetune.load_init(cfg), glue.get_task("mrpc"), SEQ)
+    finetune.compile_model(model, cfg, glue.get_task("mrpc"), num_train_steps=1)
     assert model.replica_jit_compile == bool(tf.config.list_logical_devices("GPU"))
 
 
@@ -349,7 +349,7 @@ def test_dropout_rate_overrides_the_encoders_own(tmp_path, tiny_vocab, tiny_mode
     assert pretrained.encoder_config["dropout_rate"] == 0.3
     assert pretrained.encoder_config["attention_dropout_rate"] == 0.3
     # The weights are the pretrained ones all the same.
-    model = finetune.build_classifier(pretrained, glue.get_task("mrpc"), 16)
+    model = finetune.build_model(pretrained, glue.get_task("mrpc"), 16)
     assert all(np.array_equal(a, b) for a, b in zip(
         model.encoder.get_weights(), pretrained.encoder.get_weights()))
     with pytest.raises(ValueError, match="dropout_rate must be in"):

@@ -235,10 +235,9 @@ def test_two_workers_finetune_the_chief_writes_alone_and_evaluates_the_whole_dev
     dev = json.loads(open(os.path.join(out, "eval_results.json")).read())["runs"][0]["dev"]
     model, cfg, vocab_path, _ = artifacts.load_finetuned(out)
     task = finetune.make_task(cfg, data)
-    split = finetune.encode_task_data(
-        finetune.read_task_data(task, cfg, data),
-        WordPieceTokenizer(vocab_path, lowercase=cfg.lowercase), cfg.max_seq_length).evals["dev"]
-    expected = finetune.evaluate(model, task, split)
+    split = task.encode(task.read(cfg, data),
+                        WordPieceTokenizer(vocab_path, lowercase=cfg.lowercase), cfg).evals["dev"]
+    expected = task.evaluate(model, split, cfg)
     assert dev == pytest.approx(expected, abs=1e-6)
     assert dev["num_examples"] == DEV_ROWS
     # Both classes predicted: the equality checks which prediction met which label.
