@@ -50,6 +50,9 @@ import shared_data  # noqa: E402
 from shared_data import SHARED_DATA  # noqa: E402
 
 GLUE_DIRS = {"sst2": "SST-2", "mrpc": "MRPC", "stsb": "STS-B"}
+# SQuAD (`--tasks=squad`): part A of the dev set split by article (shared_data.squad_split),
+# with windows that suit max_seq_length 128.
+SQUAD_FLAGS = ["--max_query_length=32", "--doc_stride=48"]
 PRETRAINED_ARMS = ("electra", "mlm")
 
 _WORK_DIR = flags.DEFINE_string("work_dir", "/tmp/pretraining_gain", "Everything goes here.")
@@ -70,7 +73,9 @@ _PRETRAIN_STEPS = flags.DEFINE_list(
 _PROBE_STEPS = flags.DEFINE_integer("probe_steps", 40, "Steps timed to size the budget.")
 _THREADS = flags.DEFINE_integer("threads", 1, "TensorFlow threads per job.")
 _PARALLEL = flags.DEFINE_integer("parallel", 2, "Fine-tuning jobs at once.")
-_TASKS = flags.DEFINE_list("tasks", ["sst2", "mrpc"], "GLUE tasks to fine-tune on.")
+_TASKS = flags.DEFINE_list(
+    "tasks", ["sst2", "mrpc"], "Tasks to fine-tune on: sst2, mrpc, stsb, squad (SQuAD dev "
+    "part A split by article; exact match and F1).")
 _SEEDS = flags.DEFINE_integer("seeds", 3, "Fine-tuning seeds at the best grid point.")
 _LEARNING_RATES = flags.DEFINE_list("learning_rates", ["1e-4", "3e-4", "1e-3"],
                                     "Fine-tuning learning-rate grid.")
@@ -81,7 +86,7 @@ _FINETUNE_DROPOUT = flags.DEFINE_float(
     "finetune_dropout", 0.1, "Fine-tuning dropout of every arm, whatever pretraining used.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Fine-tuning batch size.")
 _MAX_SEQ_LENGTHS = flags.DEFINE_list(
-    "max_seq_lengths", ["sst2=64", "mrpc=128", "stsb=128"],
+    "max_seq_lengths", ["sst2=64", "mrpc=128", "stsb=128", "squad=128"],
     "Fine-tuning length per task (SST-2's single sentences fit in 64 tokens).")
 _MAX_TRAIN_EXAMPLES = flags.DEFINE_list(
     "max_train_examples", ["sst2=8000"],
@@ -197,9 +202,11 @@ def finetune_job(work_dir, arm, task, learning_rate, layer_decay, seed, seeds, v
     init = (["--init=none", f"--config={os.path.join(work_dir, 'electra', 'config.json')}",
              f"--vocab={vocab_path}"] if arm == "scratch"
             else [f"--init={os.path.join(work_dir, arm)}"])
+    data_dir = (shared_data.squad_split(work_dir) if task == "squad"
+                else os.path.join(_GLUE_DIR.value, GLUE_DIRS[task]))
     command = [
         sys.executable, str(REPO_ROOT / "tools" / "finetune.py"), f"--task={task}",
-        f"--data_dir={os.path.join(_GLUE_DIR.value, GLUE_DIRS[task])}", *init,
+        f"--data_dir={data_dir}", *init, *(SQUAD_FLAGS if task == "squad" else []),
         f"--output_dir={output_dir}", "--overwrite", "--progress=none",
         f"--learning_rate={learning_rate}", f"--layer_decay={layer_decay}",
         f"--dropout_rate={_FINETUNE_DROPOUT.value}",

@@ -1,7 +1,7 @@
 """Where the benchmarks find ../shared/data, and which corpora they may read.
 
-wikitext-2-raw and nltk_reuters (and GLUE CoLA/RTE, SQuAD) are reserved for
-independent evaluation: no benchmark reads them.
+wikitext-2-raw and nltk_reuters (and GLUE CoLA/RTE, SQuAD beyond part A of its dev
+set) are reserved for independent evaluation: no benchmark reads them.
 """
 
 import os
@@ -74,3 +74,30 @@ def prepare_data(work_dir, files, vocab_path, max_seq_length, name="pretraining_
                                        max_seq_length=max_seq_length, num_shards=8,
                                        overwrite=True)
     return data_dir
+
+
+SQUAD_PART_A = ("squad", "dev-v1.1-part-a.json")
+
+
+def squad_split(work_dir, eval_fraction=0.25):
+    """`work_dir/squad/` with train-v1.1.json and dev-v1.1.json: SQuAD dev part A split
+    by whole articles (the last `eval_fraction` of them are dev, as
+    `electra_tf.data.squad.split_by_article` splits), kept if present."""
+    import json
+
+    from electra_tf import files
+
+    out = os.path.join(work_dir, "squad")
+    train_path, dev_path = (os.path.join(out, n) for n in ("train-v1.1.json", "dev-v1.1.json"))
+    if not os.path.exists(dev_path):
+        source = SHARED_DATA.joinpath(*SQUAD_PART_A)
+        if not source.exists():
+            raise FileNotFoundError(f"{source} not found (set ELECTRA_SHARED_DATA)")
+        document = json.loads(source.read_text(encoding="utf-8"))
+        articles = document["data"]
+        num_eval = max(1, int(round(len(articles) * eval_fraction)))
+        os.makedirs(out, exist_ok=True)
+        for path, part in ((train_path, articles[:-num_eval]), (dev_path, articles[-num_eval:])):
+            files.write_json_atomic(path, {"version": document.get("version", "1.1"),
+                                           "data": part})
+    return out

@@ -18,10 +18,9 @@ from electra_tf import schema
 from electra_tf.models import artifacts
 from electra_tf.models.pretrainer import ElectraDiscriminator, ElectraGenerator
 from electra_tf.text import packing
-from helpers import REPO_ROOT
+from helpers import REPO_ROOT, tiny_encoder_config
 
-ENCODER = dict(embedding_size=16, hidden_size=16, num_layers=2, num_heads=2,
-               intermediate_size=32, max_position_embeddings=64)
+ENCODER = {k: v for k, v in tiny_encoder_config(0).items() if k != "vocab_size"}
 TEXTS = ["the cat sat on the mat", "a big red car ran fast", ""]
 
 

@@ -13,6 +13,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
+from convert import convert_testing as ct  # noqa: E402
 from electra_tf.convert import hf as hf_convert  # noqa: E402
 from electra_tf.convert import mapping  # noqa: E402
 from electra_tf import schema  # noqa: E402
@@ -79,17 +80,7 @@ def _hf_inputs(batch):
 
 
 def _random_hf(model_class, seed):
-    torch.manual_seed(seed)
-    config = transformers.ElectraConfig(**HF_CONFIG)
-    config._attn_implementation = "eager"
-    model = model_class(config).eval()
-    # HF zero-inits biases and sets LayerNorms to identity; randomise them too so
-    # a bias or LayerNorm copied to the wrong place cannot go unnoticed.
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if name.endswith("bias") or "LayerNorm" in name:
-                param.add_(0.1 * torch.randn_like(param))
-    return model
+    return ct.random_hf(torch, transformers, model_class, HF_CONFIG, seed)
 
 
 # === Tests ===

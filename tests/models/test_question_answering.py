@@ -12,17 +12,14 @@ from electra_tf.data import squad, squad_predictions
 from electra_tf.models import question_answering as qa
 from electra_tf.text.tokenizer import WordPieceTokenizer
 from electra_tf.training.metrics import squad_scores
-from helpers import shared_path
+from helpers import shared_path, tiny_encoder_config
 
 VOCAB = 50
 
 
-def encoder_config(vocab_size=VOCAB, **overrides):
-    config = dict(vocab_size=vocab_size, embedding_size=16, hidden_size=16, num_layers=2,
-                  num_heads=2, intermediate_size=32, dropout_rate=0.0,
-                  attention_dropout_rate=0.0, max_position_embeddings=32)
-    config.update(overrides)
-    return config
+def encoder_config(vocab_size=VOCAB, max_position_embeddings=32, **overrides):
+    return tiny_encoder_config(vocab_size, max_position_embeddings,
+                               **{"dropout_rate": 0.0, "attention_dropout_rate": 0.0, **overrides})
 
 
 def batch(batch_size=3, seq_len=12, seed=0):

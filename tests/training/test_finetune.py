@@ -10,12 +10,11 @@ import pathlib
 import keras
 import numpy as np
 import pytest
-from helpers import REPO_ROOT
+from helpers import REPO_ROOT, make_discriminator_dir
 
 from electra_tf import config as config_lib
 from electra_tf.data import glue
 from electra_tf.models import artifacts
-from electra_tf.models.pretrainer import ElectraDiscriminator
 from electra_tf.text.tokenizer import WordPieceTokenizer
 from electra_tf.training import finetune
 from electra_tf.config import FinetuneConfig
@@ -24,22 +23,10 @@ SEQ = 16
 WORDS = "the a cat dog sat mat run ran fast slow big small red blue green house tree car".split()
 
 
-def make_artifact(model_dir, vocab_path, max_position_embeddings=64, **encoder_overrides):
-    """A tiny randomly initialised discriminator saved as a pretraining model_dir would.
-
-    `encoder_overrides`: further encoder settings, e.g. dropout_rate=0.0."""
-    vocab_size = len(open(vocab_path, encoding="utf-8").read().splitlines())
-    encoder = dict(vocab_size=vocab_size, embedding_size=16, hidden_size=16, num_layers=2,
-                   num_heads=2, intermediate_size=32,
-                   max_position_embeddings=max_position_embeddings, **encoder_overrides)
-    keras.utils.set_random_seed(0)
-    discriminator = artifacts.build_inputs(ElectraDiscriminator(encoder), seq_len=8)
-    experiment = config_lib.ElectraConfig(
-        model=config_lib.ModelConfig(**encoder),
-        data=config_lib.DataConfig(max_seq_length=max_position_embeddings))
-    artifacts.save_artifact(discriminator, os.path.join(model_dir, "discriminator"),
-                            experiment, vocab_path, step=0)
-    return str(model_dir)
+def make_artifact(model_dir, vocab_path, **encoder_overrides):
+    """A tiny randomly initialised discriminator saved as a pretraining model_dir would
+    (`helpers.make_discriminator_dir`); `encoder_overrides`, e.g. dropout_rate=0.0."""
+    return make_discriminator_dir(model_dir, vocab_path, **encoder_overrides)
 
 
 def sentence(rng, n=5):
