@@ -30,11 +30,12 @@ thread scheduling, tf.data options or the process. Nothing is held beyond a few 
 example, so memory does not grow with the corpus. Each input file is packed with
 its own seed (`file_seed`), so a multi-worker build makes the same examples as a
 single-worker one.
+
+This module reads the input and runs the build (`build_pretraining_data`); packing is
+`example_packer.py`, and the shards and the output directory's bookkeeping are
+`shards.py`.
 """
 
-import bisect
-import dataclasses
-import os
 import random
 import time
 
@@ -43,220 +44,17 @@ import tensorflow as tf
 from absl import logging
 
 from electra_tf import schema
+from electra_tf.data import example_packer, shards
 from electra_tf.data import manifest as manifest_lib
 from electra_tf.files import (MAX_LINE_BYTES, check_text_files, expand_inputs,
                               split_patterns,
                               line_too_long)
 from electra_tf.text import tokenizer as tokenizer_lib
 
-# `[CLS] a [SEP] b [SEP]`: the shortest target that still fits two segments.
-MIN_TARGET_LENGTH = 5
 # Lines per tokenizer call: large enough to amortize op overhead, small enough to
 # keep both cores busy (measured fastest among 256/1024/4096 on the dev corpora).
 LINES_PER_BATCH = 1024
 PROGRESS_EVERY_SECONDS = 30
-
-
-
-@dataclasses.dataclass
-class PackingStats:
-    """Counts kept by `ExamplePacker`; they add up across packers."""
-
-    examples: int = 0
-    examples_single_segment: int = 0
-    tokens: int = 0
-    input_tokens: int = 0
-    documents_read: int = 0
-    documents_skipped: int = 0
-
-    def add(self, other):
-        for field in dataclasses.fields(self):
-            setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
-
-
-def check_packing_args(max_seq_length, short_seq_prob, single_segment_prob):
-    """Raises ValueError naming the first packing argument out of range."""
-    if max_seq_length <= MIN_TARGET_LENGTH:
-        raise ValueError(
-            f"max_seq_length must be > {MIN_TARGET_LENGTH} to fit "
-            f"[CLS] A [SEP] B [SEP] and shorter variants, got {max_seq_length}"
-        )
-    for name, p in (("short_seq_prob", short_seq_prob),
-                    ("single_segment_prob", single_segment_prob)):
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"{name} must be in [0, 1], got {p}")
-
-
-class ExamplePacker:
-    """Packs the token ids of a stream of documents into pretraining examples.
-
-    Feed each document's lines with `add_lines` (any number of calls) and close it
-    with `end_document`; both return the finished examples as `(token_ids,
-    segment_ids)` pairs of Python int lists of equal length `<= max_seq_length`.
-    The result depends only on the token stream, its line boundaries and `rng`,
-    not on how the lines are chunked into calls.
-
-    Works on Python lists: examples are a few hundred tokens, where list slicing and
-    `bisect` beat NumPy's per-call overhead several times over.
-
-    Args:
-      max_seq_length: length of a full example, special tokens included.
-      cls_id, sep_id: ids of `[CLS]` and `[SEP]`.
-      rng: a `random.Random`; all packing choices draw from it, in stream order.
-      short_seq_prob: probability that an example gets a shorter random target.
-      single_segment_prob: probability that an example is `[CLS] A [SEP]`.
-    """
-
-    def __init__(self, max_seq_length, cls_id, sep_id, rng, short_seq_prob=0.05,
-                 single_segment_prob=0.1):
-        check_packing_args(max_seq_length, short_seq_prob, single_segment_prob)
-        self.max_seq_length = max_seq_length
-        self.cls_id = cls_id
-        self.sep_id = sep_id
-        self.rng = rng
-        self.short_seq_prob = short_seq_prob
-        self.single_segment_prob = single_segment_prob
-        self.stats = PackingStats()
-
-        # The unfinished example: its tokens so far and the ends of its lines.
-        self._pending = []
-        self._pending_ends = []
-        # (target length, single segment) of the example being filled; drawn when its
-        # first token arrives, so the draws depend on the token stream only.
-        self._plan = None
-        self._in_document = False
-        self._document_tokens = 0
-
-    def add_lines(self, token_ids, line_lengths):
-        """Adds consecutive lines of the current document.
-
-        Args:
-          token_ids: ints `[num_tokens]` (list or array), the lines' ids concatenated.
-          line_lengths: ints `[num_lines]`, tokens per line (0 for a line that yields
-            no tokens); sums to `num_tokens`.
-
-        Returns:
-          The examples completed by these lines.
-        """
-        if len(line_lengths) == 0:
-            return []
-        if sum(line_lengths) != len(token_ids):
-            raise ValueError(
-                f"line_lengths sum to {sum(line_lengths)} but there are {len(token_ids)} tokens")
-        tokens = self._pending
-        ends = self._pending_ends
-        end = len(tokens)
-        tokens += token_ids.tolist() if isinstance(token_ids, np.ndarray) else token_ids
-        for length in line_lengths:
-            if length:
-                end += int(length)
-                ends.append(end)
-        self._in_document = True
-        self._document_tokens += len(token_ids)
-        self.stats.input_tokens += len(token_ids)
-
-        examples = []
-        start = 0
-        while start < len(tokens):
-            if self._plan is None:
-                self._plan = self._draw_plan()
-            target, single = self._plan
-            end = start + target - 3
-            if not single:
-                splits = self._inner_ends(ends, start, end)
-                # Nothing to split at: one segment, which has room for one more token.
-                single = splits[0] == splits[1]
-            if single:
-                end = start + target - 2
-                splits = None
-            if end > len(tokens):
-                break
-            examples.append(self._make_example(tokens, ends, start, end, splits))
-            start = end
-        if start:
-            self._pending = tokens[start:]
-            self._pending_ends = [e - start for e in ends[bisect.bisect_right(ends, start):]]
-        return examples
-
-    def end_document(self):
-        """Closes the current document; returns its last (possibly short) example."""
-        if not self._in_document:
-            return []
-        examples = []
-        size = len(self._pending)
-        if size:
-            splits = None
-            if not self._plan[1]:
-                splits = self._inner_ends(self._pending_ends, 0, size)
-                if splits[0] == splits[1]:
-                    splits = None
-            examples.append(
-                self._make_example(self._pending, self._pending_ends, 0, size, splits))
-        if self._document_tokens:
-            self.stats.documents_read += 1
-        else:
-            self.stats.documents_skipped += 1
-        self._pending = []
-        self._pending_ends = []
-        self._in_document = False
-        self._document_tokens = 0
-        return examples
-
-    def _draw_plan(self):
-        target = self.max_seq_length
-        if self.rng.random() < self.short_seq_prob:
-            target = self.rng.randrange(MIN_TARGET_LENGTH, self.max_seq_length)
-        return target, self.rng.random() < self.single_segment_prob
-
-    @staticmethod
-    def _inner_ends(ends, start, end):
-        """Index range of the line ends strictly inside (start, end): the A/B splits."""
-        return bisect.bisect_right(ends, start), bisect.bisect_left(ends, end)
-
-    def _make_example(self, tokens, ends, start, end, splits):
-        """`tokens[start:end]` as one example: one segment if `splits` is None, else
-        two, split at a random line end among `ends[splits[0]:splits[1]]`."""
-        self._plan = None
-        if splits is None:
-            ids = [self.cls_id] + tokens[start:end] + [self.sep_id]
-            segments = [0] * len(ids)
-            self.stats.examples_single_segment += 1
-        else:
-            split = ends[self.rng.randrange(*splits)]
-            ids = ([self.cls_id] + tokens[start:split] + [self.sep_id] + tokens[split:end]
-                   + [self.sep_id])
-            segments = [0] * (split - start + 2) + [1] * (end - split + 1)
-        self.stats.examples += 1
-        self.stats.tokens += len(ids)
-        return ids, segments
-
-
-def pack_documents(documents, max_seq_length, cls_id, sep_id, seed=12345,
-                   short_seq_prob=0.05, single_segment_prob=0.1, stats=None):
-    """Packs documents given as lists of token-id lines into examples.
-
-    Args:
-      documents: iterable of documents; a document is a list of lines, a line a
-        sequence of int token ids (without special tokens).
-      max_seq_length, cls_id, sep_id, short_seq_prob, single_segment_prob: as for
-        `ExamplePacker`.
-      seed: seeds the packing choices (anything `random.Random` accepts).
-      stats: optional `PackingStats`, incremented with this call's counts.
-
-    Yields:
-      `(token_ids, segment_ids)`: equal-length int lists, `[seq_len]` with
-      `seq_len <= max_seq_length`.
-    """
-    packer = ExamplePacker(max_seq_length, cls_id, sep_id, random.Random(seed),
-                           short_seq_prob=short_seq_prob,
-                           single_segment_prob=single_segment_prob)
-    for document in documents:
-        lines = [[int(t) for t in line] for line in document]
-        yield from packer.add_lines([t for line in lines for t in line],
-                                    [len(line) for line in lines])
-        yield from packer.end_document()
-    if stats is not None:
-        stats.add(packer.stats)
 
 
 # === Input ===
@@ -355,7 +153,7 @@ def _pack_and_write(batches, new_packer, writer, files, max_line_bytes):
     Raises:
       LineTooLongError naming the first line longer than `max_line_bytes`.
     """
-    stats = PackingStats()
+    stats = example_packer.PackingStats()
     counts = {"lines_read": 0, "lines_invalid_utf8": 0, "files_done": 0, "files_empty": 0}
     started = time.monotonic()
     tokens_read = 0
@@ -397,132 +195,6 @@ class EmptyCorpusError(ValueError):
 def _describe(files, limit=3):
     shown = ", ".join(files[:limit])
     return shown + (f" and {len(files) - limit} more" if len(files) > limit else "")
-
-
-# === Output ===
-
-
-def worker_shard_indices(num_shards, shard_index, num_workers):
-    """Global indices of the shards worker `shard_index` writes: j % num_workers == i."""
-    return list(range(shard_index, num_shards, num_workers))
-
-
-def _existing_outputs(output_dir):
-    names = [os.path.basename(p) for p in
-             tf.io.gfile.glob(os.path.join(output_dir, schema.SHARD_GLOB))]
-    names += [os.path.basename(p) for p in
-              tf.io.gfile.glob(os.path.join(output_dir, "manifest*.json"))]
-    return names
-
-
-def _prepare_output_dir(output_dir, shard_indices, num_shards, shard_index, num_workers,
-                        overwrite):
-    """Creates `output_dir`; refuses conflicting files unless `overwrite`.
-
-    Conflicting: this worker's own shards or manifest, and files of another layout
-    (other shard or worker counts), which would otherwise mix with the new ones.
-    Other workers' files of the same layout are left alone.
-
-    Returns:
-      The conflicting file names. They are removed (`_remove_old_outputs`) only once
-      the new shards are complete, so a build that fails keeps the old data whole.
-
-    Raises:
-      FileExistsError naming the conflicting files, unless `overwrite`.
-    """
-    tf.io.gfile.makedirs(output_dir)
-    own = {schema.SHARD_PATTERN.format(index=j, count=num_shards) for j in shard_indices}
-    own.add(manifest_lib.worker_manifest_name(shard_index, num_workers))
-    layout_suffixes = [f"-of-{num_shards:05d}.tfrecord"]
-    if num_workers > 1:
-        layout_suffixes.append(f"-of-{num_workers:05d}.json")
-    conflicts = []
-    for name in _existing_outputs(output_dir):
-        same_layout = name != schema.MANIFEST_NAME and any(
-            name.endswith(suffix) for suffix in layout_suffixes)
-        if name in own or not same_layout:
-            conflicts.append(name)
-    conflicts.sort()
-    if conflicts and not overwrite:
-        shown = ", ".join(conflicts[:5])
-        if len(conflicts) > 5:
-            shown += f" and {len(conflicts) - 5} more"
-        raise FileExistsError(f"{output_dir} already holds pretraining data ({shown}); "
-                              "pass overwrite=True (--overwrite) to replace it")
-    return conflicts
-
-
-def _remove_old_outputs(output_dir, names, keep):
-    """Removes the old files `names` except `keep` (shards the new ones replace by
-    rename); the old manifest goes first, so it never describes the new shards."""
-    for name in sorted(names, key=lambda n: not n.endswith(".json")):
-        if name in keep:
-            continue
-        try:
-            tf.io.gfile.remove(os.path.join(output_dir, name))
-        except tf.errors.NotFoundError:
-            pass  # another worker removed it first
-
-
-class _ShardWriter:
-    """Writes examples round-robin over shards under temporary names; `close` renames."""
-
-    def __init__(self, output_dir, shard_indices, num_shards):
-        self._names = [schema.SHARD_PATTERN.format(index=j, count=num_shards)
-                       for j in shard_indices]
-        self._paths = [os.path.join(output_dir, n) for n in self._names]
-        # Not matching SHARD_GLOB: an interrupted build leaves nothing that looks done.
-        self._tmp_paths = [p + ".incomplete" for p in self._paths]
-        self._writers = [tf.io.TFRecordWriter(p) for p in self._tmp_paths]
-        self._examples = [0] * len(self._writers)
-        self._tokens = [0] * len(self._writers)
-        self._next = 0
-        # One reusable proto: building a fresh Example per record costs twice as much.
-        self._proto = tf.train.Example()
-        features = self._proto.features.feature
-        self._token_values = features[schema.TOKEN_IDS].int64_list.value
-        self._segment_values = features[schema.SEGMENT_IDS].int64_list.value
-
-    @property
-    def names(self):
-        return list(self._names)
-
-    @property
-    def examples(self):
-        return sum(self._examples)
-
-    def write(self, token_ids, segment_ids):
-        del self._token_values[:]
-        del self._segment_values[:]
-        self._token_values.extend(token_ids)
-        self._segment_values.extend(segment_ids)
-        k = self._next
-        # `deterministic=True` writes the feature map's entries in sorted key order.
-        # Without it upb writes them in the order of its hash table, whose seed
-        # changes from process to process: the same example then serializes to
-        # different bytes in two runs (same examples, different sha256). It costs
-        # nothing measurable (~7 us per record either way).
-        self._writers[k].write(self._proto.SerializeToString(deterministic=True))
-        self._examples[k] += 1
-        self._tokens[k] += len(token_ids)
-        self._next = (k + 1) % len(self._writers)
-
-    def close(self):
-        """Closes and renames every shard; returns the manifest's per-shard entries."""
-        shards = []
-        for k, writer in enumerate(self._writers):
-            writer.close()
-            tf.io.gfile.rename(self._tmp_paths[k], self._paths[k], overwrite=True)
-            shards.append({"file": self._names[k], "examples": self._examples[k],
-                           "tokens": self._tokens[k],
-                           "bytes": tf.io.gfile.stat(self._paths[k]).length})
-        return shards
-
-    def abort(self):
-        for writer, tmp in zip(self._writers, self._tmp_paths):
-            writer.close()
-            if tf.io.gfile.exists(tmp):
-                tf.io.gfile.remove(tmp)
 
 
 # === Build ===
@@ -586,24 +258,24 @@ def build_pretraining_data(input_patterns, vocab_path, output_dir, max_seq_lengt
         raise EmptyCorpusError(
             f"worker {shard_index} of {num_workers} has no input file: the inputs "
             f"{', '.join(patterns)} match {len(all_files)} file(s); use at most that many workers")
-    check_packing_args(max_seq_length, short_seq_prob, single_segment_prob)
+    example_packer.check_packing_args(max_seq_length, short_seq_prob, single_segment_prob)
     check_text_files(files)
     tokenizer = tokenizer_lib.WordPieceTokenizer(vocab_path, lowercase=lowercase)
 
-    shard_indices = worker_shard_indices(num_shards, shard_index, num_workers)
-    old_outputs = _prepare_output_dir(output_dir, shard_indices, num_shards, shard_index,
-                                      num_workers, overwrite)
+    shard_indices = shards.worker_shard_indices(num_shards, shard_index, num_workers)
+    old_outputs = shards.prepare_output_dir(output_dir, shard_indices, num_shards,
+                                            shard_index, num_workers, overwrite)
     logging.info("worker %d/%d: %d of %d input files -> %d of %d shards in %s",
                  shard_index, num_workers, len(files), len(all_files), len(shard_indices),
                  num_shards, output_dir)
 
     def new_packer(file_index):
-        return ExamplePacker(max_seq_length, tokenizer.cls_id, tokenizer.sep_id,
-                             random.Random(file_seed(seed, file_index)),
-                             short_seq_prob=short_seq_prob,
-                             single_segment_prob=single_segment_prob)
+        return example_packer.ExamplePacker(
+            max_seq_length, tokenizer.cls_id, tokenizer.sep_id,
+            random.Random(file_seed(seed, file_index)), short_seq_prob=short_seq_prob,
+            single_segment_prob=single_segment_prob)
 
-    writer = _ShardWriter(output_dir, shard_indices, num_shards)
+    writer = shards.ShardWriter(output_dir, shard_indices, num_shards)
     started = time.monotonic()
     try:
         batches = _read_batches(
@@ -619,8 +291,8 @@ def build_pretraining_data(input_patterns, vocab_path, output_dir, max_seq_lengt
     except BaseException:
         writer.abort()
         raise
-    _remove_old_outputs(output_dir, old_outputs, keep=set(writer.names))
-    shards = writer.close()
+    shards.remove_old_outputs(output_dir, old_outputs, keep=set(writer.names))
+    shard_entries = writer.close()
     manifest_lib.copy_vocab(vocab_path, output_dir)
     elapsed = time.monotonic() - started
 
@@ -637,7 +309,7 @@ def build_pretraining_data(input_patterns, vocab_path, output_dir, max_seq_lengt
         "num_shards": num_shards,
         "shard_index": shard_index,
         "num_workers": num_workers,
-        "shards": shards,
+        "shards": shard_entries,
         "totals": {
             "examples": stats.examples,
             "examples_single_segment": stats.examples_single_segment,
@@ -655,6 +327,6 @@ def build_pretraining_data(input_patterns, vocab_path, output_dir, max_seq_lengt
     path = manifest_lib.write_manifest(output_dir, manifest)
     logging.info("wrote %d examples (%d tokens from %d documents) to %d shards in %.1fs "
                  "(%.0f input tokens/s); manifest %s", stats.examples, stats.tokens,
-                 stats.documents_read, len(shards), elapsed,
+                 stats.documents_read, len(shard_entries), elapsed,
                  stats.input_tokens / max(elapsed, 1e-9), path)
     return manifest

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from helpers import dev_corpus_files
 from electra_tf import files as files_lib
-from electra_tf.data import builder
+from electra_tf.data import builder, example_packer
 from electra_tf.data import manifest as manifest_lib
 from electra_tf import schema
 from electra_tf.text.tokenizer import SPECIAL_TOKENS, WordPieceTokenizer, vocab_sha256
@@ -109,8 +109,8 @@ def test_pack_documents_keeps_every_token_in_order_within_documents():
     rng = random.Random(0)
     documents = [[[1000 * d + rng.randrange(1, 999) for _ in range(rng.randint(0, 40))]
                   for _ in range(rng.randint(1, 30))] for d in range(1, 40)]
-    stats = builder.PackingStats()
-    examples = list(builder.pack_documents(documents, L, CLS, SEP, seed=1, stats=stats))
+    stats = example_packer.PackingStats()
+    examples = list(example_packer.pack_documents(documents, L, CLS, SEP, seed=1, stats=stats))
 
     rebuilt = collections.defaultdict(list)
     for ids, segments in examples:
@@ -131,7 +131,7 @@ def test_pack_documents_keeps_every_token_in_order_within_documents():
 
 def test_long_line_is_split_across_examples_not_dropped():
     line = list(range(10, 110))  # 100 tokens, one line
-    examples = list(builder.pack_documents([[line]], L, CLS, SEP, short_seq_prob=0.0))
+    examples = list(example_packer.pack_documents([[line]], L, CLS, SEP, short_seq_prob=0.0))
     content = [t for ids, segments in examples for t in check_example(ids, segments, L)]
     assert content == line
     # One line has no inner boundary, so every example is single-segment and full.
@@ -142,9 +142,9 @@ def test_long_line_is_split_across_examples_not_dropped():
 def test_packer_output_does_not_depend_on_how_lines_are_fed():
     rng = random.Random(3)
     lines = [[rng.randrange(5, 90) for _ in range(rng.randint(0, 25))] for _ in range(200)]
-    whole = list(builder.pack_documents([lines], L, CLS, SEP, seed=7))
+    whole = list(example_packer.pack_documents([lines], L, CLS, SEP, seed=7))
 
-    packer = builder.ExamplePacker(L, CLS, SEP, random.Random(7))
+    packer = example_packer.ExamplePacker(L, CLS, SEP, random.Random(7))
     chunked, i = [], 0
     while i < len(lines):
         n = rng.randint(1, 17)
@@ -160,7 +160,7 @@ def test_single_segment_and_short_fractions():
     rng = random.Random(5)
     # Many short lines: every full example has an inner line boundary.
     lines = [[rng.randrange(5, 90) for _ in range(rng.randint(1, 4))] for _ in range(40000)]
-    examples = list(builder.pack_documents([lines], 32, CLS, SEP, seed=11))
+    examples = list(example_packer.pack_documents([lines], 32, CLS, SEP, seed=11))
     full = examples[:-1]  # the document's last example is shorter by nature
     assert len(full) > 3000
     single = np.mean([s[-1] == 0 for _, s in full])
@@ -168,16 +168,16 @@ def test_single_segment_and_short_fractions():
     assert abs(single - 0.1) < 0.025, single
     assert abs(short - 0.05) < 0.015, short
     # Short targets are drawn from [5, 32).
-    assert min(len(ids) for ids, _ in full) >= builder.MIN_TARGET_LENGTH
+    assert min(len(ids) for ids, _ in full) >= example_packer.MIN_TARGET_LENGTH
 
 
 def test_packing_rejects_bad_arguments():
     with pytest.raises(ValueError, match="max_seq_length"):
-        builder.ExamplePacker(builder.MIN_TARGET_LENGTH, CLS, SEP, random.Random(0))
+        example_packer.ExamplePacker(example_packer.MIN_TARGET_LENGTH, CLS, SEP, random.Random(0))
     with pytest.raises(ValueError, match="single_segment_prob"):
-        builder.ExamplePacker(L, CLS, SEP, random.Random(0), single_segment_prob=1.5)
+        example_packer.ExamplePacker(L, CLS, SEP, random.Random(0), single_segment_prob=1.5)
     with pytest.raises(ValueError, match="line_lengths"):
-        builder.ExamplePacker(L, CLS, SEP, random.Random(0)).add_lines([5, 6, 7], [1, 1])
+        example_packer.ExamplePacker(L, CLS, SEP, random.Random(0)).add_lines([5, 6, 7], [1, 1])
 
 
 # === build_pretraining_data, read back ===
@@ -467,7 +467,7 @@ def test_matches_pack_documents_on_shared_corpus_with_bert_vocab(tmp_path, bert_
             documents.append(current)
             current = []
     documents.append(current)
-    expected = list(builder.pack_documents(documents, 64, tokenizer.cls_id, tokenizer.sep_id,
+    expected = list(example_packer.pack_documents(documents, 64, tokenizer.cls_id, tokenizer.sep_id,
                                            seed=builder.file_seed(3, 0)))
     assert built == expected
     assert manifest["totals"]["input_tokens"] > 500
