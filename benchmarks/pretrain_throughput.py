@@ -61,10 +61,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+sys.path.insert(0, str(REPO_ROOT / "tools"))
 
 from absl import app, flags  # noqa: E402
 
 import flops  # noqa: E402
+# --strategy, --tpu, --precision, --jit_compile, --cpu_replicas: tools/pretrain.py's own.
+import runtime_flags  # noqa: E402
 
 PEAK = "fp32_matmul_peak"
 OURS = ("electra_tf", "electra_tf_xla")
@@ -97,18 +100,6 @@ _TIMEOUT = flags.DEFINE_integer(
     "timing) before it is killed and reported as failed.")
 _TORCH_THREADS = flags.DEFINE_integer(
     "torch_threads", 0, "torch intra-op threads; 0 keeps torch's default (one per core).")
-_STRATEGY = flags.DEFINE_enum(
-    "strategy", "auto", ["auto", "one_device", "mirrored", "multi_worker", "tpu"],
-    "electra_tf's tf.distribute strategy (electra_tf.training.runtime.make_strategy).")
-_PRECISION = flags.DEFINE_enum(
-    "precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"],
-    "electra_tf's Keras dtype policy.")
-_JIT_COMPILE = flags.DEFINE_boolean(
-    "jit_compile", None, "XLA for the electra_tf system (default: Keras' auto, off on CPU); "
-    "electra_tf_xla always uses it.")
-_CPU_REPLICAS = flags.DEFINE_integer(
-    "cpu_replicas", None, "Split the CPU into this many logical devices before electra_tf "
-    "builds its strategy (e.g. 2 with --strategy=mirrored).")
 _RUN_ONE = flags.DEFINE_string(
     "run_one", None, "Internal: measure this one system in this process and print its line.")
 
@@ -279,9 +270,7 @@ def run_electra_tf(cfg, jit_compile):
     # Before anything initializes TensorFlow's devices (the strategy needs it so).
     from electra_tf.training import runtime
 
-    if _CPU_REPLICAS.value:
-        runtime.split_cpu(_CPU_REPLICAS.value)
-    strategy = runtime.make_strategy(_STRATEGY.value)
+    strategy = runtime_flags.make_strategy()
     runtime.check_global_batch(strategy, cfg.train.batch_size, cfg.train.grad_accum_steps)
 
     import keras
@@ -291,7 +280,7 @@ def run_electra_tf(cfg, jit_compile):
     keras.utils.set_random_seed(cfg.train.seed)
     dataset = repeated_dataset(synthetic_batches(cfg), cfg.train.batch_size)
     # As electra_tf.training.pretrain.run_pretraining builds and compiles the model.
-    with runtime.precision_policy(_PRECISION.value), strategy.scope():
+    with runtime.precision_policy(runtime_flags.PRECISION.value), strategy.scope():
         model = pretrain.build_pretrainer(cfg)
         model.compile(optimizer=pretrain.build_optimizer(cfg),
                       steps_per_execution=cfg.train.steps_per_execution,
@@ -314,7 +303,7 @@ def run_electra_tf(cfg, jit_compile):
         "electra_tf_xla" if jit_compile is True else "electra_tf", cfg, windows,
         history.history["loss"][-1], jit_compile=model.replica_jit_compile,
         strategy=type(strategy).__name__, replicas=strategy.num_replicas_in_sync,
-        precision=_PRECISION.value, keras=keras.__version__,
+        precision=runtime_flags.PRECISION.value, keras=keras.__version__,
         steps_per_execution=cfg.train.steps_per_execution)
 
 
@@ -507,7 +496,7 @@ def run_pytorch(cfg):
 RUNNERS = {
     PEAK: run_peak,
     "electra_tf": lambda cfg: run_electra_tf(
-        cfg, jit_compile="auto" if _JIT_COMPILE.value is None else _JIT_COMPILE.value),
+        cfg, jit_compile=runtime_flags.jit_compile()),
     "electra_tf_xla": lambda cfg: run_electra_tf(cfg, jit_compile=True),
     "model_garden": lambda cfg: run_model_garden(cfg, xla=False),
     "model_garden_xla": lambda cfg: run_model_garden(cfg, xla=True),
@@ -527,7 +516,7 @@ class Child:
         command = [sys.executable, __file__, f"--run_one={system}"] + [
             f"--{name}={flags.FLAGS[name].value}"
             for name in ("batch_size", "seq_length", "steps", "windows", "warmup_steps",
-                         "config", "peak_size", "peak_repeats", "torch_threads", "strategy",
+                         "config", "peak_size", "peak_repeats", "torch_threads", "strategy", "tpu",
                          "precision", "jit_compile", "cpu_replicas")
             if flags.FLAGS[name].value is not None]
         with open(self.stderr_path, "w") as stderr:

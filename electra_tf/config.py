@@ -590,8 +590,10 @@ def finetune_config_from(values, overrides=()):
         raise ConfigError(str(e)) from None
 
 
-def load_finetune_config(path, overrides=()):
-    """Reads a finetune_config.json, then applies `overrides` (as `finetune_config_from`).
+def read_finetune_values(path):
+    """The {field: value} of a fine-tuning config file: a run's finetune_config.json or
+    a preset holding some of the fields (`configs/finetune_*.json`). Unknown keys are
+    refused (with a did-you-mean), as duplicate keys and malformed JSON are.
 
     Raises:
       ConfigError: naming the file, and the key or value at fault.
@@ -601,8 +603,25 @@ def load_finetune_config(path, overrides=()):
         with tf.io.gfile.GFile(path, "r") as f:
             values = json.loads(f.read(), object_pairs_hook=_reject_duplicate_keys)
         _require(isinstance(values, dict), "a fine-tuning config must be a JSON object")
-        return finetune_config_from(values, overrides)
+        known = {f.name for f in dataclasses.fields(FinetuneConfig)}
+        for key in values:
+            _require(key in known, f"unknown fine-tuning key {key!r}"
+                                   f"{_did_you_mean(key, known)}")
+        return values
     except ValueError as e:  # ConfigError, bad JSON, bad UTF-8.
+        raise ConfigError(f"fine-tuning config {path}: {e}") from None
+
+
+def load_finetune_config(path, overrides=()):
+    """Reads a finetune_config.json, then applies `overrides` (as `finetune_config_from`).
+
+    Raises:
+      ConfigError: naming the file, and the key or value at fault.
+    """
+    values = read_finetune_values(path)
+    try:
+        return finetune_config_from(values, overrides)
+    except ConfigError as e:
         raise ConfigError(f"fine-tuning config {path}: {e}") from None
 
 

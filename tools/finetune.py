@@ -98,6 +98,10 @@ flags.DEFINE_string("label_column", "label", "Custom task: the label column.")
 flags.DEFINE_list(
     "label_names", [], "Custom task: the labels in order (default: sorted train labels).")
 flags.DEFINE_bool("regression", False, "Custom task: predict a number.")
+_FINETUNE_CONFIG = flags.DEFINE_string(
+    "finetune_config", "", "A fine-tuning config JSON: a preset (configs/finetune_*.json) or "
+    "a run's finetune_config.json. Its values replace the flags' defaults; flags given on "
+    "the command line and --override change them.")
 _OVERRIDE = flags.DEFINE_multi_string(
     "override", [], "key=value of the fine-tuning config (config.FinetuneConfig), e.g. "
     "warmup_fraction=0.06, for settings without a flag; repeatable.")
@@ -106,7 +110,8 @@ _PROGRESS = flags.DEFINE_enum(
     "auto: a Keras bar on a terminal, one line per epoch when piped; none: only the "
     "per-epoch dev evaluation lines (always logged).")
 
-flags.mark_flags_as_required(["task", "data_dir", "init", "output_dir"])
+# --task and --init may come from --finetune_config instead.
+flags.mark_flags_as_required(["data_dir", "output_dir"])
 
 
 @tool_errors.exit_on_user_error
@@ -121,10 +126,22 @@ def main(argv):
     verbose = {"bar": 1, "lines": 2, "none": 0}[progress]
     # Bad data, paths or settings (ValueError, OSError) are all raised before training
     # starts; tool_errors turns them into one error line.
-    # Every flag named like a FinetuneConfig field sets it (--config: model_config).
-    values = {f.name: flags.FLAGS[f.name].value for f in dataclasses.fields(config_lib.FinetuneConfig)
-              if f.name in flags.FLAGS}
-    values["model_config"] = _CONFIG.value
+    # Every flag named like a FinetuneConfig field sets it (--config: model_config): a
+    # flag given on the command line always, its default unless --finetune_config has
+    # the field.
+    preset = (config_lib.read_finetune_values(_FINETUNE_CONFIG.value)
+              if _FINETUNE_CONFIG.value else {})
+    flag_names = {f.name: f.name for f in dataclasses.fields(config_lib.FinetuneConfig)
+                  if f.name in flags.FLAGS}
+    flag_names["model_config"] = "config"
+    values = dict(preset)
+    for field, flag in flag_names.items():
+        if flags.FLAGS[flag].present or field not in preset:
+            values[field] = flags.FLAGS[flag].value
+    for required in ("task", "init"):
+        if values.get(required) is None:
+            raise config_lib.ConfigError(f"--{required} is required (or a --finetune_config "
+                                         f"that sets {required!r})")
     cfg = config_lib.finetune_config_from(values, _OVERRIDE.value)
     summary = finetune.run_finetuning(
         cfg, _DATA_DIR.value, _OUTPUT_DIR.value, seeds=_SEEDS.value,

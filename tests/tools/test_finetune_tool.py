@@ -106,3 +106,37 @@ def test_scale_out_flags_split_the_batch_over_replicas_and_micro_batches(tmp_pat
     assert summary["runs"][0]["train"]["steps"] == 2  # 16 examples, global batch 8
     config = json.loads((out / "finetune_config.json").read_text())
     assert (config["batch_size"], config["grad_accum_steps"]) == (8, 2)
+
+
+def test_finetune_config_preset_gives_defaults_and_command_line_flags_win(tmp_path, tiny_vocab):
+    data = write_sst2(tmp_path / "SST-2")
+    preset = tmp_path / "preset.json"
+    preset.write_text(json.dumps({"task": "sst2", "epochs": 2, "batch_size": 4,
+                                  "warmup_fraction": 0.25}), encoding="utf-8")
+    out = tmp_path / "out"
+    result = run_tool(f"--finetune_config={preset}", f"--data_dir={data}",
+                      *common_args(tiny_vocab, out))  # common_args has --batch_size=8
+    assert result.returncode == 0, result.stderr[-3000:]
+    saved = json.loads((out / "finetune_config.json").read_text())
+    assert (saved["task"], saved["epochs"], saved["batch_size"], saved["warmup_fraction"]) == (
+        "sst2", 1, 8, 0.25)  # --epochs=1 and --batch_size=8 given, warmup from the preset
+
+    preset.write_text(json.dumps({"task": "sst2", "epoch": 2}), encoding="utf-8")
+    result = run_tool(f"--finetune_config={preset}", f"--data_dir={data}",
+                      *common_args(tiny_vocab, tmp_path / "out2"))
+    assert result.returncode == 2
+    assert "unknown fine-tuning key 'epoch'" in result.stderr
+    assert "did you mean 'epochs'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+    result = run_tool(f"--data_dir={data}", *common_args(tiny_vocab, tmp_path / "out3"))
+    assert result.returncode == 2 and "--task is required" in result.stderr
+
+
+def test_shipped_finetune_presets_load():
+    from electra_tf import config as config_lib
+
+    for name in ("finetune_squad.json", "finetune_squad_v2.json", "finetune_conll.json"):
+        values = config_lib.read_finetune_values(str(REPO_ROOT / "configs" / name))
+        cfg = config_lib.finetune_config_from({**values, "init": "none"})
+        assert cfg.task in ("squad", "squad_v2", "ner")
