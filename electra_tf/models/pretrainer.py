@@ -262,8 +262,9 @@ _PREDICTIONS, _TOKENS = 0, 1
 _LOSS_COUNT = {"mlm": _PREDICTIONS, "rtd": _TOKENS}
 
 
-class _Pretrainer(keras.Model):
-    """The train step both pretrainers share, through `model.fit`.
+class _Pretrainer(steps.ReplicaJitCompile, keras.Model):
+    """The train step both pretrainers share, through `model.fit`; `compile` takes
+    `jit_compile` for each replica's pass (`steps.ReplicaJitCompile`).
 
     A subclass defines `_forward` (the objective's outputs), `_objective_losses`
     (named losses, each this replica's share of a global mean, "mlm" over masked
@@ -289,7 +290,6 @@ class _Pretrainer(keras.Model):
             raise ValueError(f"grad_accum_steps must be >= 1, got {grad_accum_steps}")
         self.seed = seed
         self.grad_accum_steps = grad_accum_steps
-        self.replica_jit_compile = False
         self._sampling_key = seed if seed is not None else random.randrange(2**31)
         self._built_from_spec = False
         # Noise of `call`/`evaluate`; training draws its own from (seed, step).
@@ -301,22 +301,6 @@ class _Pretrainer(keras.Model):
     @property
     def metrics(self):
         return list(self._trackers.values())
-
-    def compile(self, optimizer="rmsprop", jit_compile="auto", **kwargs):
-        """`keras.Model.compile`, with XLA applied to each replica's computation.
-
-        `jit_compile=True` compiles each replica's forward and backward pass with
-        XLA (`replica_jit_compile`); Keras' step around it, which holds the
-        cross-replica sums and the optimizer update, stays uncompiled. That works
-        under every strategy (a whole-step XLA cluster spanning several devices
-        fails, on CPU replicas with "Trying to access resource ... located in
-        device CPU:1"), keeps the sampling noise drawn outside XLA (XLA's stateless
-        Philox differs from the kernel's, so the samples would depend on the
-        flag), and on one CPU was faster than whole-step XLA. "auto": on when a
-        GPU is present. `self.jit_compile` (Keras' whole step) is always False.
-        """
-        self.replica_jit_compile = steps.resolve_jit_compile(jit_compile)
-        super().compile(optimizer=optimizer, jit_compile=False, **kwargs)
 
     def call(self, inputs, training=None):
         """Runs the whole objective. Returns a dict of tensors (see `_forward`)."""

@@ -1,4 +1,5 @@
-"""Pieces shared by the custom train steps of `ElectraPretrainer` and `ElectraClassifier`.
+"""Pieces shared by the custom train steps of `ElectraPretrainer` and the fine-tuning
+models (`ElectraTaskModel`).
 
 Both steps split their batch into micro-batches for gradient accumulation, run one
 forward/backward pass per micro-batch (optionally under XLA), add the gradients up,
@@ -17,6 +18,28 @@ def resolve_jit_compile(jit_compile):
     if jit_compile == "auto":
         return bool(tf.config.list_logical_devices("GPU"))
     return bool(jit_compile)
+
+
+class ReplicaJitCompile:
+    """`compile(jit_compile=...)` that puts XLA on each replica's computation only.
+
+    `jit_compile=True` compiles each replica's forward and backward pass with XLA
+    (`self.replica_jit_compile`, which the train step reads); Keras' step around it,
+    which holds the cross-replica sums and the optimizer update, stays uncompiled.
+    That works under every strategy (a whole-step XLA cluster spanning several
+    devices fails, on CPU replicas with "Trying to access resource ... located in
+    device CPU:1"), keeps random draws outside XLA, and on one CPU was faster than
+    whole-step XLA. "auto": on when a GPU is present. `self.jit_compile` (Keras'
+    whole step) is always False.
+
+    A mixin before `keras.Model` in the bases of a model with its own train step.
+    """
+
+    replica_jit_compile = False
+
+    def compile(self, optimizer="rmsprop", jit_compile="auto", **kwargs):
+        self.replica_jit_compile = resolve_jit_compile(jit_compile)
+        super().compile(optimizer=optimizer, jit_compile=False, **kwargs)
 
 
 def split_rows(batch, num_parts):

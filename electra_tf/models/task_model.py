@@ -42,7 +42,7 @@ def zero_inputs(seq_len, batch=1):
     }
 
 
-class ElectraTaskModel(keras.Model):
+class ElectraTaskModel(steps.ReplicaJitCompile, keras.Model):
     """An `ElectraEncoder` (`self.encoder`) under a task head, trained with `fit`.
 
     Args:
@@ -56,9 +56,7 @@ class ElectraTaskModel(keras.Model):
     def __init__(self, encoder_config, **kwargs):
         super().__init__(**kwargs)
         self.encoder_config = dict(encoder_config)
-        # Training settings, set by `compile`.
-        self.replica_jit_compile = False
-        self.grad_accum_steps = 1
+        self.grad_accum_steps = 1  # set by `compile`
         self.encoder = ElectraEncoder(**self.encoder_config, name="encoder")
 
     def build_for_length(self, seq_len, batch=1):
@@ -102,15 +100,10 @@ class ElectraTaskModel(keras.Model):
         """`keras.Model.compile`, with per-replica XLA and gradient accumulation.
 
         Args:
-            optimizer, **kwargs: as `keras.Model.compile` (loss: a Keras built-in
-                loss, which scales itself for tf.distribute replicas).
-            jit_compile: True compiles each replica's forward and backward pass
-                with XLA (`replica_jit_compile`); the step around it, which holds
-                the cross-replica sums and the optimizer update, stays uncompiled,
-                as in `ElectraPretrainer.compile`: a whole-step XLA cluster spanning
-                several devices fails on CPU replicas ("Trying to access resource
-                ... located in device CPU:1"). "auto": on when a GPU is present.
-                `self.jit_compile` (Keras' whole step) is always False.
+            optimizer, **kwargs: as `keras.Model.compile` (loss: a Keras loss, which
+                scales itself for tf.distribute replicas).
+            jit_compile: XLA on each replica's forward and backward pass only
+                (`steps.ReplicaJitCompile`); "auto": on when a GPU is present.
             grad_accum_steps: each train step splits its (per-replica) batch into
                 this many micro-batches, one forward/backward pass each, and applies
                 one update: the update of the whole batch, with the activation
@@ -118,9 +111,8 @@ class ElectraTaskModel(keras.Model):
         """
         if grad_accum_steps < 1:
             raise ValueError(f"grad_accum_steps must be >= 1, got {grad_accum_steps}")
-        self.replica_jit_compile = steps.resolve_jit_compile(jit_compile)
         self.grad_accum_steps = grad_accum_steps
-        super().compile(optimizer=optimizer, jit_compile=False, **kwargs)
+        super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)
 
     def get_compile_config(self):
         """Keras' compile config, with this `compile`'s own arguments."""
