@@ -1,8 +1,8 @@
 """Serving signatures of a token tagger: raw text in, words, tags and entities out.
 
 `serving_default(text)`, string `[batch]`, splits each text into words inside the graph
-(at whitespace, with every punctuation or symbol character a word of its own, as
-BERT's basic tokenizer and CoNLL's tokenization do), tags each word by its first
+(at whitespace, with every punctuation or symbol character and every CJK ideograph a
+word of its own, as BERT's basic tokenizer and CoNLL's tokenization do), tags each word by its first
 WordPiece, as training did (`data/tagging.py`), and returns, padded to the request's
 longest row:
 
@@ -30,8 +30,9 @@ from electra_tf import schema
 from electra_tf.export import names
 from electra_tf.export.signatures import id_features, id_specs, text_spec
 
-# Delimiters: whitespace (dropped) and punctuation or symbols (kept as words).
-_KEPT = r"\p{P}|\p{S}"
+# Delimiters: whitespace (dropped); punctuation, symbols and CJK ideographs (each kept
+# as a word of its own, as BERT's basic tokenizer splits them).
+_KEPT = r"\p{P}|\p{S}|\p{Han}"
 _DELIMITERS = r"\s+|" + _KEPT
 
 
