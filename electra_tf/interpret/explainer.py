@@ -24,6 +24,7 @@ from electra_tf.export import exporter, signatures
 from electra_tf.models import integrated_gradients as ig
 from electra_tf.text.tokenizer import WordPieceTokenizer
 from electra_tf.models import artifacts
+from electra_tf.models.classifier import ElectraClassifier
 
 DEFAULT_STEPS = 32
 # Token positions (rows x sequence length) of one forward/backward pass: about what one
@@ -189,6 +190,9 @@ class Explainer:
         """An Explainer of a tools/finetune.py output dir (its best seed); `kwargs` as
         for the constructor (steps, max_tokens_per_pass)."""
         model, cfg, vocab_path, label_names = artifacts.load_finetuned(output_dir)
+        if not isinstance(model, ElectraClassifier):
+            raise ValueError(f"{output_dir} holds a {type(model).__name__} (task {cfg.task}); "
+                             "explanations attribute a sequence classifier's decision")
         tokenizer = WordPieceTokenizer(vocab_path, lowercase=cfg.lowercase)
         return cls(model, tokenizer, cfg.max_seq_length, label_names,
                    pair=exporter.is_pair_task(cfg), **kwargs)

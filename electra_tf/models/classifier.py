@@ -219,6 +219,9 @@ class ElectraClassifier(ElectraTaskModel):
         label_names = tuple(label_names or ())
         if artifact.kind == artifacts.CLASSIFIER:
             model = artifact.model
+            if not isinstance(model, cls):
+                raise ValueError(f"{path} holds a fine-tuned {type(model).__name__}, not a "
+                                 f"{cls.__name__}")
             if num_labels is not None and num_labels != model.num_labels:
                 raise ValueError(f"{path} holds a classifier with {model.num_labels} labels, "
                                  f"not num_labels={num_labels}")

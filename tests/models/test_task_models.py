@@ -1,5 +1,6 @@
-"""The three fine-tuning models share `ElectraTaskModel`: each passes `check_layer`
-(output shapes, config round trip, weights reload), copies a pretrained encoder in
+"""The encoder, the pretraining models and the three fine-tuning models pass
+`check_layer` (output shapes, config round trip, weights reload). The fine-tuning
+models share `ElectraTaskModel`: each copies a pretrained encoder in
 (refusing another architecture), gives its head the full rate under layer-wise decay,
 and trains the same weights with gradient accumulation as without (the token loss is
 a per-sentence mean, so the split does not change the update)."""
@@ -12,7 +13,8 @@ from helpers import check_layer, tiny_encoder_config
 from electra_tf import schema
 from electra_tf.models import artifacts
 from electra_tf.models.classifier import ElectraClassifier
-from electra_tf.models.pretrainer import ElectraDiscriminator
+from electra_tf.models.encoder import ElectraEncoder
+from electra_tf.models.pretrainer import ElectraDiscriminator, ElectraGenerator
 from electra_tf.models.question_answering import ElectraForQuestionAnswering, SpanLoss
 from electra_tf.models.token_classification import ElectraForTokenClassification, TokenLoss
 from electra_tf.training import optimization
@@ -38,6 +40,25 @@ MODELS = {
     "tagger": (ElectraForTokenClassification, dict(encoder_config=ENCODER, label_names=LABELS),
                (4, 10, 3)),
 }
+
+
+LOCAL = dict(ENCODER, local_conv_kernel=3, attention_locality=1.0)
+PRETRAINING = {
+    "encoder": (ElectraEncoder, ENCODER, (4, 10, 16)),
+    "encoder_conv_locality": (ElectraEncoder, LOCAL, (4, 10, 16)),
+    "discriminator": (ElectraDiscriminator, dict(encoder_config=ENCODER), (4, 10)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PRETRAINING))
+def test_check_layer_pretraining_models(name, tmp_path):
+    cls, kwargs, shape = PRETRAINING[name]
+    check_layer(cls, kwargs, batch(), shape, tmp_path)
+
+
+def test_check_layer_generator(tmp_path):
+    inputs = {**batch(), schema.MASK_POSITIONS: np.array([[1, 2]] * 4, "int32")}
+    check_layer(ElectraGenerator, dict(encoder_config=ENCODER), inputs, (4, 2, VOCAB), tmp_path)
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))

@@ -325,3 +325,14 @@ def test_tagging_export_tags_raw_text_as_dev_predictions(tmp_path, conll_dir, ta
         for text, (_, a, b) in zip(outputs["serving_default/entity_texts"][i][:k], got):
             assert text.decode() == texts[i][a:b]
     assert compared >= 30, compared
+
+
+def test_classifier_and_explain_refuse_a_qa_model_dir_in_one_line(squad_run):
+    from electra_tf.interpret.explainer import Explainer
+    from electra_tf.models.classifier import ElectraClassifier
+
+    out, _ = squad_run
+    with pytest.raises(ValueError, match="holds a fine-tuned ElectraForQuestionAnswering"):
+        ElectraClassifier.from_model_dir(out)
+    with pytest.raises(ValueError, match="attribute a sequence classifier's decision"):
+        Explainer.from_finetuned(out)
