@@ -110,8 +110,6 @@ def evaluate(model, task, split, batch_size=EVAL_BATCH_SIZE):
 class ClassificationTask:
     """A `glue.Task` (GLUE, or users' data through `glue.custom_task`)."""
 
-    default_epochs = 3
-
     def __init__(self, task):
         self.task = task
         self.name = task.name
@@ -119,8 +117,6 @@ class ClassificationTask:
         self.main_metric = task.main_metric
         self.eval_splits = tuple(task.eval_splits)
         self.label_names = tuple(task.label_names or ())
-        if task.name in ("stsb", "rte"):
-            self.default_epochs = 10  # the paper's, for the two small tasks
 
     def read(self, cfg, data_dir):
         test_splits = glue.check_data_dir(self.task, data_dir)
@@ -199,7 +195,6 @@ class QuestionAnsweringTask:
     with the official definitions (`metrics.squad_scores`).
     """
 
-    default_epochs = 2  # the ELECTRA paper's SQuAD fine-tuning
     eval_splits = ("dev",)
     label_names = ()
 
@@ -299,7 +294,6 @@ class TaggingTask:
     (`metrics.entity_scores`, as conlleval/seqeval compute them).
     """
 
-    default_epochs = 3
     eval_splits = ("dev",)
     metrics = ("precision", "recall", "f1", "accuracy")
     main_metric = "f1"
