@@ -199,7 +199,9 @@ class PretrainingConfig:
     flattens the generator, which keeps a small discriminator on an easier task
     while the generator learns unigram statistics; see benchmarks/README.md.
     `disallow_correct` (Google's option) never samples the original token, so every
-    masked position is a replacement.
+    masked position is a replacement. `whole_word_masking` masks all WordPieces of a
+    word together (Google's ELECTRA masks pieces independently), so the generator
+    replaces whole multi-piece words and the discriminator learns to flag them.
     """
 
     SECTION: ClassVar[str] = "pretraining"
@@ -214,6 +216,7 @@ class PretrainingConfig:
     temperature_decay_start: int = 0
     temperature_decay_steps: int = 0
     disallow_correct: bool = False
+    whole_word_masking: bool = False
     generator_weight: float = 1.0
     discriminator_weight: float = 50.0
 

@@ -425,6 +425,19 @@ def test_disallow_correct_is_a_bool():
         config.apply_overrides(config.ElectraConfig(), ["pretraining.disallow_correct=maybe"])
 
 
+def test_whole_word_masking_is_off_by_default_and_reaches_the_data_stream(monkeypatch):
+    from electra_tf.training import pretrain as pretrain_lib
+    assert config.ElectraConfig().pretraining.whole_word_masking is False
+    cfg = config.apply_overrides(config.ElectraConfig(), ["pretraining.whole_word_masking=true"])
+    seen = {}
+    monkeypatch.setattr(pretrain_lib.data_lib, "make_pretraining_dataset",
+                        lambda *args, **kwargs: seen.update(kwargs))
+    pretrain_lib.make_dataset(cfg, "unused", tokenizer=None)
+    assert seen["whole_word_masking"] is True
+    with pytest.raises(ConfigError, match="pretraining.whole_word_masking must be of type bool"):
+        config.from_dict({"pretraining": {"whole_word_masking": "yes"}})
+
+
 @pytest.mark.parametrize(
     "num_layers, fraction, generator_layers",
     [(12, 1.0, 12), (12, 0.5, 6), (12, 1 / 3, 4), (12, 0.25, 3), (4, 0.3, 1),

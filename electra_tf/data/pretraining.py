@@ -42,7 +42,8 @@ class EmptyDataError(ValueError):
 
 
 def mask_tokens(token_ids, padding_mask, *, special_ids, mask_id, vocab_size, mask_rate,
-                mask_token_rate, random_token_rate, max_predictions, seed):
+                mask_token_rate, random_token_rate, max_predictions, seed,
+                continuation_ids=None):
     """ELECTRA/BERT masking of a padded batch, with stateless random ops.
 
     For each sequence, with `n` its number of non-special, non-padding tokens,
@@ -67,6 +68,8 @@ def mask_tokens(token_ids, padding_mask, *, special_ids, mask_id, vocab_size, ma
       random_token_rate: probability that a chosen token becomes a random token.
       max_predictions: `P`, the number of prediction slots (<= seq_len).
       seed: int tensor `[2]`; the same seed gives the same result.
+      continuation_ids: ids of word-continuing ("##") pieces, or None to choose
+        pieces independently (Google's ELECTRA).
 
     Returns:
       Dict (names from `schema`):
@@ -103,7 +106,16 @@ def mask_tokens(token_ids, padding_mask, *, special_ids, mask_id, vocab_size, ma
 
     # The k largest of i.i.d. uniform scores are a uniform k-subset; non-candidates
     # score below every candidate, and k <= number of candidates.
-    scores = tf.where(candidates, tf.random.stateless_uniform(shape, select_seed), -1.0)
+    uniform = tf.random.stateless_uniform(shape, select_seed)
+    if continuation_ids is not None:
+        # Word k of a row (counting word starts) takes that row's k-th uniform, so
+        # all its pieces tie and top_k (stable on ties) takes them together.
+        is_continuation = tf.reduce_any(
+            token_ids[..., tf.newaxis] == tf.constant(sorted(continuation_ids) or [-1],
+                                                      dtype=dtype), axis=-1)
+        word_index = tf.maximum(tf.cumsum(tf.cast(~is_continuation, tf.int32), axis=-1) - 1, 0)
+        uniform = tf.gather(uniform, word_index, batch_dims=1)
+    scores = tf.where(candidates, uniform, -1.0)
     _, top = tf.math.top_k(scores, k=max_predictions, sorted=True)
     is_real = tf.range(max_predictions)[tf.newaxis, :] < num_to_mask[:, tf.newaxis]
     # Sorting with unused slots pushed past the end keeps real slots first.
@@ -312,7 +324,7 @@ def make_pretraining_dataset(data_dir, tokenizer, batch_size, max_seq_length, *,
                              mask_rate=0.15, mask_token_rate=0.85, random_token_rate=0.0,
                              max_predictions=None, shuffle=True, repeat=True, seed=0,
                              input_context=None, shuffle_buffer=10000, cycle_length=8,
-                             drop_remainder=True, skip_batches=0):
+                             drop_remainder=True, skip_batches=0, whole_word_masking=False):
     """Masked pretraining batches from a directory of shards and its manifest.
 
     Args:
@@ -334,6 +346,7 @@ def make_pretraining_dataset(data_dir, tokenizer, batch_size, max_seq_length, *,
       skip_batches: start after this many batches, exactly where a stream built with
         the same arguments would be then (same records, same masks): a resumed run
         passes its global step. Skipped batches are read but not parsed or masked.
+      whole_word_masking: mask all WordPieces of a word together (see `mask_tokens`).
 
     Returns:
       `tf.data.Dataset` of dicts (names from `schema`), `B` the per-pipeline batch:
@@ -401,6 +414,10 @@ def make_pretraining_dataset(data_dir, tokenizer, batch_size, max_seq_length, *,
         # After enumerate: the mask seed of each batch is its index, kept by the skip.
         batches = batches.skip(skip_batches)
 
+    continuation_ids = None
+    if whole_word_masking:
+        continuation_ids = [i for i, piece in enumerate(tokenizer.vocab)
+                            if piece.startswith("##")]
     file_names = tf.constant(paths)
     static_batch = batch_size if drop_remainder else None
     # Each pipeline draws its own masks; each batch folds its index into the seed.
@@ -422,6 +439,7 @@ def make_pretraining_dataset(data_dir, tokenizer, batch_size, max_seq_length, *,
             random_token_rate=random_token_rate,
             max_predictions=max_predictions,
             seed=tf.random.experimental.stateless_fold_in(mask_seed, step),
+            continuation_ids=continuation_ids,
         )
         features[schema.SEGMENT_IDS] = segment_ids
         features[schema.PADDING_MASK] = padding_mask

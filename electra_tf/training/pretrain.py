@@ -167,6 +167,7 @@ def make_dataset(cfg, data_dir, tokenizer, start_step=0, input_context=None):
         mask_rate=cfg.pretraining.mask_rate,
         mask_token_rate=cfg.pretraining.mask_token_rate,
         random_token_rate=cfg.pretraining.random_token_rate,
+        whole_word_masking=cfg.pretraining.whole_word_masking,
         max_predictions=cfg.max_predictions,
         shuffle_buffer=cfg.data.shuffle_buffer,
         seed=cfg.train.seed,

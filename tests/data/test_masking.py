@@ -182,3 +182,71 @@ def test_bad_arguments():
         _mask(ids, padding, mask_rate=0.0)
     with pytest.raises(ValueError, match="sum <= 1"):
         _mask(ids, padding, mask_token_rate=0.9, random_token_rate=0.2)
+
+
+# === Whole-word masking ===
+
+CONTINUATION = range(60, VOCAB)  # the "##" pieces of this test's vocabulary
+
+
+def _word_spans(row_ids, row_padding):
+    """[start, end) of each word (a piece, then the "##" pieces after it) among candidates."""
+    spans, start = [], None
+    for i, (token, real) in enumerate(zip(row_ids, row_padding)):
+        candidate = real and token not in SPECIAL
+        if candidate and token in CONTINUATION and start is not None:
+            continue
+        if start is not None:
+            spans.append((start, i))
+        start = i if candidate else None
+    if start is not None:
+        spans.append((start, len(row_ids)))
+    return spans
+
+
+def _mask_words(ids, padding, continuation_ids, mask_rate=0.3, seed=(5, 6)):
+    out = mask_tokens(
+        tf.constant(ids), tf.constant(padding),
+        special_ids=SPECIAL, mask_id=MASK, vocab_size=VOCAB, mask_rate=mask_rate,
+        mask_token_rate=1.0, random_token_rate=0.0,
+        max_predictions=default_max_predictions(mask_rate, ids.shape[1]),
+        seed=tf.constant(seed, tf.int64), continuation_ids=continuation_ids)
+    return {k: v.numpy() for k, v in out.items()}
+
+
+def test_whole_word_masking_chooses_words_whole_at_the_same_count():
+    ids, padding = _batch(np.random.default_rng(3), batch=64, seq_len=48, min_len=20)
+    plain = _mask(ids, padding, mask_rate=0.3, mask_token_rate=1.0)
+    whole = _mask_words(ids, padding, CONTINUATION)
+    np.testing.assert_array_equal(whole[schema.MASK_WEIGHTS].sum(-1),
+                                  plain[schema.MASK_WEIGHTS].sum(-1))
+    cut_words, multi_piece_masked = 0, 0
+    for row in range(ids.shape[0]):
+        chosen = set(whole[schema.MASK_POSITIONS][row][whole[schema.MASK_WEIGHTS][row] > 0])
+        partial = 0
+        for start, end in _word_spans(ids[row], padding[row]):
+            taken = sum(p in chosen for p in range(start, end))
+            partial += 0 < taken < end - start
+            multi_piece_masked += end - start > 1 and taken == end - start
+        # Only the word at the count's boundary may be cut.
+        assert partial <= 1, row
+        cut_words += partial
+    assert multi_piece_masked > 50
+    assert cut_words < ids.shape[0]
+
+
+def test_whole_word_masking_without_continuations_is_plain_masking():
+    ids, padding = _batch(np.random.default_rng(4), batch=16, seq_len=32)
+    plain = _mask(ids, padding, mask_rate=0.3, mask_token_rate=1.0, seed=(5, 6))
+    no_pieces = _mask_words(ids, padding, [])
+    for name in plain:
+        np.testing.assert_array_equal(no_pieces[name], plain[name])
+
+
+def test_whole_word_masking_is_seeded():
+    ids, padding = _batch(np.random.default_rng(5), batch=8, seq_len=32)
+    a, b = _mask_words(ids, padding, CONTINUATION), _mask_words(ids, padding, CONTINUATION)
+    c = _mask_words(ids, padding, CONTINUATION, seed=(7, 8))
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name])
+    assert not np.array_equal(a[schema.MASK_POSITIONS], c[schema.MASK_POSITIONS])

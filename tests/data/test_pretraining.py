@@ -391,3 +391,39 @@ def test_bad_arguments(tmp_path, tokenizer):
         make_pretraining_dataset(str(tmp_path), tokenizer, 4, L, max_predictions=L + 1)
     with pytest.raises(ValueError, match="mask_rate"):
         make_pretraining_dataset(str(tmp_path), tokenizer, 4, L, mask_rate=1.5)
+
+
+def test_whole_word_masking_masks_the_pieces_of_a_word_together(tmp_path, tokenizer):
+    write_data(tmp_path, tokenizer, max_seq_length=L)
+    continuing = {i for i, piece in enumerate(tokenizer.vocab) if piece.startswith("##")}
+    special = set(tokenizer.special_ids)
+    options = dict(shuffle=False, repeat=False, drop_remainder=False, mask_token_rate=1.0,
+                   mask_rate=0.3)
+    plain = list(make_pretraining_dataset(str(tmp_path), tokenizer, 6, L, **options))
+    whole = list(make_pretraining_dataset(str(tmp_path), tokenizer, 6, L,
+                                          whole_word_masking=True, **options))
+    masked_multi_piece = 0
+    for p, w in zip(plain, whole):
+        np.testing.assert_array_equal(p[schema.MASK_WEIGHTS].numpy().sum(-1),
+                                      w[schema.MASK_WEIGHTS].numpy().sum(-1))
+        ids = w[schema.TOKEN_IDS].numpy()
+        originals = p[schema.TOKEN_IDS].numpy().copy()
+        # Unmask the plain batch's view of the row: the original ids come back from mask_ids.
+        for row in range(ids.shape[0]):
+            pos = p[schema.MASK_POSITIONS].numpy()[row][p[schema.MASK_WEIGHTS].numpy()[row] > 0]
+            originals[row, pos] = p[schema.MASK_IDS].numpy()[row][:len(pos)]
+            words, current = [], []
+            for i, token in enumerate(originals[row]):
+                if token in special:
+                    current = []
+                    continue
+                if token in continuing and current:
+                    current.append(i)
+                else:
+                    current = [i]
+                    words.append(current)
+            is_masked = ids[row] == tokenizer.mask_id
+            cut = [wd for wd in words if 0 < is_masked[wd].sum() < len(wd)]
+            assert len(cut) <= 1, (originals[row], ids[row])
+            masked_multi_piece += sum(len(wd) > 1 and is_masked[wd].all() for wd in words)
+    assert masked_multi_piece > 0
