@@ -17,6 +17,7 @@ shard. Shard sizes are also compared with the manifest's "bytes" up front.
 
 import os
 
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
@@ -110,9 +111,11 @@ def mask_tokens(token_ids, padding_mask, *, special_ids, mask_id, vocab_size, ma
     if continuation_ids is not None:
         # Word k of a row (counting word starts) takes that row's k-th uniform, so
         # all its pieces tie and top_k (stable on ties) takes them together.
-        is_continuation = tf.reduce_any(
-            token_ids[..., tf.newaxis] == tf.constant(sorted(continuation_ids) or [-1],
-                                                      dtype=dtype), axis=-1)
+        # A vocabulary-sized lookup, not a comparison with every "##" id: this runs in
+        # the tf.data map, and a vocabulary holds thousands of such ids.
+        lookup = np.zeros([vocab_size], dtype=bool)
+        lookup[list(continuation_ids)] = True
+        is_continuation = tf.gather(tf.constant(lookup), token_ids)
         word_index = tf.maximum(tf.cumsum(tf.cast(~is_continuation, tf.int32), axis=-1) - 1, 0)
         uniform = tf.gather(uniform, word_index, batch_dims=1)
     scores = tf.where(candidates, uniform, -1.0)
