@@ -201,7 +201,7 @@ class PretrainingConfig:
     `disallow_correct` (Google's option) never samples the original token, so every
     masked position is a replacement. `whole_word_masking` masks all WordPieces of a
     word together (Google's ELECTRA masks pieces independently), so the generator
-    replaces whole multi-piece words and the discriminator learns to flag them.
+    replaces whole multi-piece words (what that does at tiny scale: benchmarks/README.md).
     """
 
     SECTION: ClassVar[str] = "pretraining"

@@ -109,13 +109,13 @@ def mask_tokens(token_ids, padding_mask, *, special_ids, mask_id, vocab_size, ma
     # score below every candidate, and k <= number of candidates.
     uniform = tf.random.stateless_uniform(shape, select_seed)
     if continuation_ids is not None:
-        # Word k of a row (counting word starts) takes that row's k-th uniform, so
-        # all its pieces tie and top_k (stable on ties) takes them together.
         # A vocabulary-sized lookup, not a comparison with every "##" id: this runs in
         # the tf.data map, and a vocabulary holds thousands of such ids.
         lookup = np.zeros([vocab_size], dtype=bool)
         lookup[list(continuation_ids)] = True
         is_continuation = tf.gather(tf.constant(lookup), token_ids)
+        # Word k of a row (counting word starts) takes that row's k-th uniform, so
+        # all its pieces tie and top_k (stable on ties) takes them together.
         word_index = tf.maximum(tf.cumsum(tf.cast(~is_continuation, tf.int32), axis=-1) - 1, 0)
         uniform = tf.gather(uniform, word_index, batch_dims=1)
     scores = tf.where(candidates, uniform, -1.0)
