@@ -37,6 +37,10 @@ import shared_data  # noqa: E402
 # base config's schedule, so that a run's name says all it changes.
 BASE_OVERRIDES = {"pretraining.temperature": "1", "pretraining.temperature_schedule": "constant"}
 
+_F_TEMPERATURE = ["pretraining.temperature=2", "pretraining.temperature_schedule=cosine",
+                  "pretraining.temperature_end=1.25", "pretraining.temperature_decay_start=400",
+                  "pretraining.temperature_decay_steps=600"]
+
 # name -> (pretraining sequence length, config overrides). "t" is the sampling
 # temperature; "anneal" runs hold it, then move it to 1 once the generator has left
 # its unigram plateau.
@@ -82,6 +86,11 @@ RUNS = {
     "t2_conv3_local_init0.1": (128, ["pretraining.temperature=2", "model.local_conv_kernel=3",
                                      "model.attention_locality=1.0",
                                      "model.initializer_range=0.1"]),
+    # The shipped recipe (configs/electra_tiny.json: temperature 2, cosine to 1.25 over
+    # steps 400-1,000) and the batch shapes and vocabulary the issue asks about, on it.
+    "f": (128, _F_TEMPERATURE),
+    "f_b64": (128, _F_TEMPERATURE + ["train.batch_size=64"]),
+    "f_seq64_b128": (64, _F_TEMPERATURE + ["train.batch_size=128"]),
     "mlm": (128, ["pretraining.objective=mlm"]),
     "mlm_nodrop_lr2e-3": (128, ["pretraining.objective=mlm", "model.dropout_rate=0",
                                 "model.attention_dropout_rate=0", "train.learning_rate=2e-3"]),
@@ -114,10 +123,10 @@ def emit(record):
     print(json.dumps(record), flush=True)
 
 
-def merged_overrides(overrides):
-    """BASE_OVERRIDES, then `overrides`, then --override: one "key=value" per key."""
+def merged_overrides(overrides, extra=()):
+    """BASE_OVERRIDES, then `overrides`, then `extra` (--override): one "key=value" per key."""
     merged = dict(BASE_OVERRIDES)
-    for override in overrides + list(_EXTRA.value):
+    for override in list(overrides) + list(extra):
         key, _, value = override.partition("=")
         merged[key] = value
     return [f"{key}={value}" for key, value in merged.items()]
@@ -132,7 +141,7 @@ def run_command(name, seq_len, overrides, vocab_path, data_dir):
             f"train.log_every={_LOG_EVERY.value}",
             f"train.checkpoint_every={max(_PROBE_EVERY.value, _STEPS.value // 4)}",
             f"diagnostics.context_probe_every={_PROBE_EVERY.value}",
-            *merged_overrides(overrides)])
+            *merged_overrides(overrides, _EXTRA.value)])
 
 
 def summarize(name, overrides, model_dir, seconds):

@@ -545,3 +545,33 @@ def test_finetune_config_round_trips_through_its_file(tmp_path):
     (tmp_path / "bad.json").write_text('{"task": "sst2", "init": "none", "epoch": 3}')
     with pytest.raises(ConfigError, match=r"bad.json: unknown fine-tuning key 'epoch'"):
         config.load_finetune_config(str(tmp_path / "bad.json"))
+
+
+# === The sweep's recipes ===
+
+
+def _sweep_module():
+    import importlib
+    import sys
+
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))  # the script imports its neighbours
+    try:
+        return importlib.import_module("pretraining_sweep")
+    finally:
+        sys.path.remove(str(REPO_ROOT / "benchmarks"))
+
+
+def test_every_sweep_run_is_a_valid_tiny_config():
+    # A typo in a run's overrides would only surface minutes into a sweep.
+    sweep = _sweep_module()
+    for name, (seq_len, overrides) in sweep.RUNS.items():
+        config.apply_overrides(preset("tiny"), [f"data.max_seq_length={seq_len}",
+                                                *sweep.merged_overrides(overrides)])
+
+
+def test_sweep_run_f_is_the_shipped_tiny_recipe():
+    sweep = _sweep_module()
+    seq_len, overrides = sweep.RUNS["f"]
+    assert seq_len == preset("tiny").data.max_seq_length
+    assert (config.apply_overrides(preset("tiny"), sweep.merged_overrides(overrides))
+            == preset("tiny"))
