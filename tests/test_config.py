@@ -550,28 +550,31 @@ def test_finetune_config_round_trips_through_its_file(tmp_path):
 # === The sweep's recipes ===
 
 
-def _sweep_module():
-    import importlib
+def _sweep_runs():
+    """{run: [seq_len, merged overrides]} of benchmarks/pretraining_sweep.py.
+
+    Read in a subprocess: the script defines absl flags at import, and other benchmark
+    scripts that tests import define flags of the same names in this process.
+    """
+    import subprocess
     import sys
 
-    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))  # the script imports its neighbours
-    try:
-        return importlib.import_module("pretraining_sweep")
-    finally:
-        sys.path.remove(str(REPO_ROOT / "benchmarks"))
+    code = ("import json, pretraining_sweep as s; print(json.dumps({n: [q, s.merged_overrides(o)] "
+            "for n, (q, o) in s.RUNS.items()}))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT / "benchmarks",
+                         capture_output=True, text=True, check=True, timeout=120)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def test_every_sweep_run_is_a_valid_tiny_config():
     # A typo in a run's overrides would only surface minutes into a sweep.
-    sweep = _sweep_module()
-    for name, (seq_len, overrides) in sweep.RUNS.items():
-        config.apply_overrides(preset("tiny"), [f"data.max_seq_length={seq_len}",
-                                                *sweep.merged_overrides(overrides)])
+    runs = _sweep_runs()
+    assert {"f", "f_b64", "f_seq64_b128", "t1", "mlm"} <= set(runs)
+    for name, (seq_len, overrides) in runs.items():
+        config.apply_overrides(preset("tiny"), [f"data.max_seq_length={seq_len}", *overrides])
 
 
 def test_sweep_run_f_is_the_shipped_tiny_recipe():
-    sweep = _sweep_module()
-    seq_len, overrides = sweep.RUNS["f"]
+    seq_len, overrides = _sweep_runs()["f"]
     assert seq_len == preset("tiny").data.max_seq_length
-    assert (config.apply_overrides(preset("tiny"), sweep.merged_overrides(overrides))
-            == preset("tiny"))
+    assert config.apply_overrides(preset("tiny"), overrides) == preset("tiny")
