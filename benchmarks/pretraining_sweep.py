@@ -87,7 +87,8 @@ RUNS = {
                                      "model.attention_locality=1.0",
                                      "model.initializer_range=0.1"]),
     # The shipped recipe (configs/electra_tiny.json: temperature 2, cosine to 1.25 over
-    # steps 400-1,000) and the batch shapes and vocabulary the issue asks about, on it.
+    # steps 400-1,000) and the batch shapes the issue asks about, on it (for its other
+    # question, the BERT vocabulary, pass --vocab with run f).
     "f": (128, _F_TEMPERATURE),
     "f_b64": (128, _F_TEMPERATURE + ["train.batch_size=64"]),
     "f_seq64_b128": (64, _F_TEMPERATURE + ["train.batch_size=128"]),
