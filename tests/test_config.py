@@ -1,7 +1,10 @@
 """Tests for electra_tf/config.py: presets, strict loading, overrides, validation."""
 
 import dataclasses
+import functools
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -550,15 +553,13 @@ def test_finetune_config_round_trips_through_its_file(tmp_path):
 # === The sweep's recipes ===
 
 
+@functools.cache
 def _sweep_runs():
     """{run: [seq_len, merged overrides]} of benchmarks/pretraining_sweep.py.
 
     Read in a subprocess: the script defines absl flags at import, and other benchmark
     scripts that tests import define flags of the same names in this process.
     """
-    import subprocess
-    import sys
-
     code = ("import json, pretraining_sweep as s; print(json.dumps({n: [q, s.merged_overrides(o)] "
             "for n, (q, o) in s.RUNS.items()}))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT / "benchmarks",
