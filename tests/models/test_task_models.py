@@ -123,8 +123,8 @@ def test_gradient_accumulation_trains_the_same_weights(name):
         weights.append([w.numpy() for w in model.trainable_weights])
     # Adam moves a weight ~1e-2 per step here, so a wrong accumulation shows at that size.
     # The tolerance sits well below it and above rounding noise: a parameter whose true
-    # gradient is 0 (the QA start bias: a span softmax ignores a constant shift) ends
-    # at float noise amplified by Adam, which differs by ~3e-6 between the summation
-    # orders of CPUs (seen on AVX2-only AMD EPYC, not on AVX-512 Xeon).
+    # gradient is 0 (a bias of the QA head: a span softmax ignores a constant shift) ends
+    # at float noise amplified by Adam; its start bias differed by ~3e-6 between the two
+    # summation orders on an AVX2-only AMD EPYC (not on an AVX-512 Xeon).
     for a, b in zip(*weights):
         np.testing.assert_allclose(a, b, atol=2e-5)
