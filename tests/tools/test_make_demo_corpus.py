@@ -5,7 +5,6 @@ import pathlib
 import subprocess
 import sys
 import textwrap
-import time
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 TOOL = REPO_ROOT / "tools" / "make_demo_corpus.py"
@@ -77,13 +76,10 @@ def test_fake_tree_keeps_prose_and_drops_the_rest(tmp_path):
 def test_stdlib_corpus_is_large_clean_and_deterministic(tmp_path):
     max_bytes = 400_000
     first, second = tmp_path / "a.txt", tmp_path / "b.txt"
-    start = time.monotonic()
     run_tool(f"--output={first}", f"--max_bytes={max_bytes}", "--include_site_packages=false")
-    elapsed = time.monotonic() - start
     run_tool(f"--output={second}", f"--max_bytes={max_bytes}", "--include_site_packages=false")
 
     assert first.read_bytes() == second.read_bytes()
-    assert elapsed < 30
 
     text, docs = documents(first)
     size = len(text.encode("utf-8"))
