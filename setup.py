@@ -18,7 +18,7 @@ setup(
         "tensorflow-serving-api==2.20.0",
     ],
     extras_require={
-        "test": ["pytest", "tokenizers", "scikit-learn", "scipy"],
+        "test": ["pytest", "pytest-xdist", "tokenizers", "scikit-learn", "scipy"],
         # torch is pinned in the Makefile (torch==2.13.0, a local CPU build here):
         # an unpinned torch pulls several GB of CUDA packages.
         "parity": ["transformers", "safetensors", "torch"],
