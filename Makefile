@@ -30,9 +30,10 @@ install-parity: $(VENV)/.installed-parity
 install-bench: install-parity
 	$(BIN)/pip install -q -e ".[test,parity,bench]"
 
-# Two pytest workers: most tests are single-threaded Python and graph tracing, so two
-# cores run the suite in about half the time. --dist loadfile keeps each file in one
-# worker, so a module-scoped fixture (a tiny trained model, an export) is built once.
+# Two pytest workers: most tests are single-threaded Python and graph tracing, so one
+# process leaves a core idle (on a 2-core EPYC: 20 min with two workers, 34 in one).
+# --dist loadfile keeps each file in one worker, so a module-scoped fixture (a tiny
+# trained model, an export) is built once.
 TEST_WORKERS ?= 2
 
 test: install
