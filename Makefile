@@ -35,12 +35,13 @@ install-bench: install-parity
 # --dist loadfile keeps each file in one worker, so a module-scoped fixture (a tiny
 # trained model, an export) is built once.
 TEST_WORKERS ?= 2
+PYTEST = $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test: install
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+	$(PYTEST)
 
 test-all: install
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -m "slow or not slow"
+	$(PYTEST) -m "slow or not slow"
 
 demo: install
 	bash tools/demo.sh $(DEMO_DIR)
