@@ -202,6 +202,12 @@ class PretrainingConfig:
     masked position is a replacement. `whole_word_masking` masks all WordPieces of a
     word together (Google's ELECTRA masks pieces independently), so the generator
     replaces whole multi-piece words (what that does at tiny scale: benchmarks/README.md).
+    `sampling_top_k` > 0 samples among the generator's k most probable ids only, so a
+    temperature above 1 flattens the plausible ids rather than the rare tail.
+    `sampling_passes` > 1 draws each run of adjacent masked positions (a masked word)
+    left to right, one generator pass per position, so a replaced word is spelled
+    piece by piece by a generator that saw its first pieces; each pass costs one
+    more generator forward pass.
     """
 
     SECTION: ClassVar[str] = "pretraining"
@@ -217,6 +223,8 @@ class PretrainingConfig:
     temperature_decay_steps: int = 0
     disallow_correct: bool = False
     whole_word_masking: bool = False
+    sampling_top_k: int = 0
+    sampling_passes: int = 1
     generator_weight: float = 1.0
     discriminator_weight: float = 50.0
 
@@ -236,6 +244,8 @@ class PretrainingConfig:
         check_masking_rates(self.mask_rate, self.mask_token_rate, self.random_token_rate)
         _check_in(self, "temperature", 0, low_open=True)
         _check_in(self, "generator_weight discriminator_weight", 0)
+        _check_in(self, "sampling_top_k", 0)
+        _check_in(self, "sampling_passes", 1)
 
     def max_predictions(self, max_seq_length):
         """Masked positions per sequence (`max_predictions`)."""

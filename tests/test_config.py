@@ -441,6 +441,23 @@ def test_whole_word_masking_is_off_by_default_and_reaches_the_data_stream(monkey
         config.from_dict({"pretraining": {"whole_word_masking": "yes"}})
 
 
+def test_sampling_options_default_to_the_paper_and_reach_the_pretrainer():
+    from electra_tf.training import pretrain as pretrain_lib
+    p = config.ElectraConfig().pretraining
+    assert (p.sampling_top_k, p.sampling_passes) == (0, 1)
+    cfg = config.apply_overrides(config.ElectraConfig(), [
+        "pretraining.sampling_top_k=50", "pretraining.sampling_passes=3",
+        "model.num_layers=2", "model.hidden_size=16", "model.num_heads=2",
+        "model.intermediate_size=32", "model.embedding_size=8", "model.vocab_size=40"])
+    model = pretrain_lib.build_pretrainer(cfg)
+    assert (model.sampling_top_k, model.sampling_passes) == (50, 3)
+    assert model.draws_per_prediction == 3
+    with pytest.raises(ConfigError, match="pretraining.sampling_passes must be >= 1, got 0"):
+        config.from_dict({"pretraining": {"sampling_passes": 0}})
+    with pytest.raises(ConfigError, match="pretraining.sampling_top_k must be >= 0, got -2"):
+        config.from_dict({"pretraining": {"sampling_top_k": -2}})
+
+
 @pytest.mark.parametrize(
     "num_layers, fraction, generator_layers",
     [(12, 1.0, 12), (12, 0.5, 6), (12, 1 / 3, 4), (12, 0.25, 3), (4, 0.3, 1),

@@ -12,7 +12,13 @@ The two networks share one `ElectraEmbeddings` (token, position and segment tabl
 and the embedding LayerNorm): the same variables, not copies.
 
 The pure tensor functions (`sample_from_logits`, `scatter_at_positions`,
-`replaced_token_labels`, `temperature_at`) are kept separate and tested alone.
+`replaced_token_labels`, `temperature_at`, `sampler_logits`, `span_offsets`) are kept
+separate and tested alone.
+
+With `sampling_passes` > 1, step 2 fills runs of adjacent masked positions (a whole
+masked word, under whole-word masking) left to right: pass k draws the k-th position
+of every run with the generator reading the earlier passes' samples, so a replaced
+multi-piece word is spelled by a generator that saw its first pieces.
 
 `MaskedLMPretrainer` is the control: the discriminator's architecture trained as a
 BERT-style masked LM on the same batches (`pretraining.objective = "mlm"`). Both share
@@ -134,18 +140,63 @@ def temperature_at(step, temperature, temperature_schedule="constant", temperatu
     return temperature + (temperature_end - temperature) * progress
 
 
-def corrupt(inputs, mlm_logits, temperature, uniform, disallow_correct=False):
-    """The discriminator's batch: the generator's samples written into the text.
+def sampler_logits(logits, original_ids, disallow_correct=False, top_k=0):
+    """The generator's logits as the sampler draws from them.
 
     Args:
-      inputs: a pretraining batch (token_ids with [MASK]s, segment_ids, padding_mask,
-        mask_positions, mask_ids, mask_weights; see `electra_tf/schema.py`).
-      mlm_logits: the generator's logits `[batch, num_predictions, vocab]` (no
-        gradient flows through the sampling).
-      temperature: sampling temperature (float or float32 scalar tensor).
-      uniform: float32 `[batch, num_predictions]` in [0, 1), the sampling noise.
+      logits: float `[batch, num_predictions, vocab]` (no gradient flows through).
+      original_ids: int `[batch, num_predictions]`, the masked positions' originals.
       disallow_correct: never sample the original token (Google's option), so every
         masked position is replaced.
+      top_k: keep only the k most probable ids of each row (0: all). Applied after
+        `disallow_correct`, so the original is not one of the k.
+
+    Returns:
+      float32 `[batch, num_predictions, vocab]`.
+    """
+    logits = tf.cast(tf.stop_gradient(logits), tf.float32)
+    if disallow_correct:
+        # A large finite penalty, as Google's code does: -inf would make a row whose
+        # only probable token is the original one all-NaN after the softmax.
+        logits -= 1000.0 * tf.one_hot(original_ids, tf.shape(logits)[-1])
+    if top_k:
+        # A temperature above 1 flattens the whole tail, and the discriminator then
+        # learns that rare tokens are often replacements; truncating first flattens
+        # only among the ids the generator finds plausible here.
+        k = min(top_k, logits.shape[-1]) if logits.shape[-1] is not None else top_k
+        kth = tf.math.top_k(logits, k=k, sorted=True).values[..., -1:]
+        logits = tf.where(logits < kth, logits - 1e4, logits)
+    return logits
+
+
+def span_offsets(positions, weights, seq_len, max_offset):
+    """How many masked positions come right before each prediction slot, capped.
+
+    Args:
+      positions: int `[batch, num_predictions]`.
+      weights: float `[batch, num_predictions]` (0: a padded slot).
+      seq_len: int, the sequence length `L`.
+      max_offset: the cap (a Python int >= 0).
+
+    Returns:
+      int32 `[batch, num_predictions]`: 0 for a slot whose left neighbour is not
+      masked, k for the (k+1)-th masked position of a run, at most `max_offset`.
+    """
+    positions = tf.cast(positions, tf.int32)
+    masked = tf.reduce_max(
+        tf.one_hot(positions, seq_len) * tf.cast(weights > 0, tf.float32)[..., None], axis=1)
+    run = masked
+    count = tf.zeros_like(masked)
+    for shift in range(1, max_offset + 1):
+        # Position i is at least `shift` into a run when i - shift .. i are all masked.
+        run = run * tf.pad(masked[:, :-shift], [[0, 0], [shift, 0]])
+        count += run
+    return tf.cast(tf.gather(count, positions, batch_dims=1), tf.int32)
+
+
+def with_replacements(inputs, sampled):
+    """The discriminator's batch: `sampled` `[batch, num_predictions]` written into the
+    text at the masked positions.
 
     Returns:
       dict: disc_inputs (token_ids = corrupted_ids, segment_ids, padding_mask bool),
@@ -156,12 +207,6 @@ def corrupt(inputs, mlm_logits, temperature, uniform, disallow_correct=False):
     positions = inputs[schema.MASK_POSITIONS]
     mask_weights = inputs[schema.MASK_WEIGHTS]
     padding_mask = tf.cast(inputs[schema.PADDING_MASK], tf.bool)
-    logits = tf.cast(tf.stop_gradient(mlm_logits), tf.float32)
-    if disallow_correct:
-        # A large finite penalty, as Google's code does: -inf would make a row whose
-        # only probable token is the original one all-NaN after the softmax.
-        logits -= 1000.0 * tf.one_hot(inputs[schema.MASK_IDS], tf.shape(logits)[-1])
-    sampled = sample_from_logits(logits, temperature, uniform)
     original_ids = scatter_at_positions(
         masked_ids, positions, tf.cast(inputs[schema.MASK_IDS], masked_ids.dtype), mask_weights)
     corrupted_ids = scatter_at_positions(masked_ids, positions, sampled, mask_weights)
@@ -176,6 +221,25 @@ def corrupt(inputs, mlm_logits, temperature, uniform, disallow_correct=False):
         "corrupted_ids": corrupted_ids,
         "rtd_labels": replaced_token_labels(corrupted_ids, original_ids, padding_mask),
     }
+
+
+def corrupt(inputs, mlm_logits, temperature, uniform, disallow_correct=False, top_k=0):
+    """The discriminator's batch: one draw from the generator at every masked position.
+
+    Args:
+      inputs: a pretraining batch (token_ids with [MASK]s, segment_ids, padding_mask,
+        mask_positions, mask_ids, mask_weights; see `electra_tf/schema.py`).
+      mlm_logits: the generator's logits `[batch, num_predictions, vocab]` (no
+        gradient flows through the sampling).
+      temperature: sampling temperature (float or float32 scalar tensor).
+      uniform: float32 `[batch, num_predictions]` in [0, 1), the sampling noise.
+      disallow_correct, top_k: see `sampler_logits`.
+
+    Returns:
+      `with_replacements`'s dict.
+    """
+    logits = sampler_logits(mlm_logits, inputs[schema.MASK_IDS], disallow_correct, top_k)
+    return with_replacements(inputs, sample_from_logits(logits, temperature, uniform))
 
 
 # === Generator and discriminator ===
@@ -291,6 +355,8 @@ class _Pretrainer(steps.ReplicaJitCompile, keras.Model):
         self.seed = seed
         self.grad_accum_steps = grad_accum_steps
         self._sampling_key = seed if seed is not None else random.randrange(2**31)
+        # Uniforms per prediction slot and step (a subclass's sampling passes).
+        self.draws_per_prediction = 1
         self._built_from_spec = False
         # Noise of `call`/`evaluate`; training draws its own from (seed, step).
         self.sampling_seed = keras.random.SeedGenerator(seed)
@@ -306,21 +372,26 @@ class _Pretrainer(steps.ReplicaJitCompile, keras.Model):
         """Runs the whole objective. Returns a dict of tensors (see `_forward`)."""
         return self._forward(inputs, self._fresh_uniform(inputs), training=training)
 
+    def _noise_shape(self, inputs):
+        shape = tf.shape(inputs[schema.MASK_POSITIONS])
+        return tf.stack([shape[0], shape[1] * self.draws_per_prediction])
+
     def _fresh_uniform(self, inputs):
         return keras.random.uniform(
-            tf.shape(inputs[schema.MASK_POSITIONS]), dtype="float32", seed=self.sampling_seed
+            self._noise_shape(inputs), dtype="float32", seed=self.sampling_seed
         )
 
     def _step_uniform(self, inputs):
-        """This replica's rows of the step's sampling noise, `[batch, num_predictions]`.
+        """This replica's rows of the step's sampling noise,
+        `[batch, num_predictions * draws_per_prediction]`.
 
-        The noise of the whole global batch, `[replicas * batch, P]`, is drawn from
+        The noise of the whole global batch, `[replicas * batch, P * draws]`, is drawn from
         (seed, step) on every replica (it is small), and replica r keeps rows
         `[r * batch, (r + 1) * batch)`: the global batch is the replicas' batches
         in replica order, as `distribute_datasets_from_function` deals them out.
         """
         context = tf.distribute.get_replica_context()
-        shape = tf.shape(inputs[schema.MASK_POSITIONS])
+        shape = self._noise_shape(inputs)
         seed = tf.stack([
             tf.constant(self._sampling_key, tf.int64),
             tf.cast(self.optimizer.iterations, tf.int64),
@@ -506,6 +577,10 @@ class ElectraPretrainer(_Pretrainer):
         temperature_decay_steps: the generator's sampling temperature over the
         global step (`temperature_at`; `config.PretrainingConfig`).
       disallow_correct: never sample the original token.
+      sampling_top_k: sample among the generator's k most probable ids (0: all).
+      sampling_passes: generator passes that draw the replacements; pass k > 1
+        draws the k-th position of each run of adjacent masked positions (and the
+        ones after it) given the earlier passes' samples (1: one pass, as the paper).
       generator_weight: weight of the MLM loss.
       discriminator_weight: weight of the RTD loss.
       seed, grad_accum_steps: see `_Pretrainer`.
@@ -540,6 +615,8 @@ class ElectraPretrainer(_Pretrainer):
         temperature_decay_start=0,
         temperature_decay_steps=0,
         disallow_correct=False,
+        sampling_top_k=0,
+        sampling_passes=1,
         **kwargs,
     ):
         super().__init__({"mlm": generator_weight, "rtd": discriminator_weight},
@@ -553,6 +630,12 @@ class ElectraPretrainer(_Pretrainer):
         self.temperature_decay_start = temperature_decay_start
         self.temperature_decay_steps = temperature_decay_steps
         self.disallow_correct = disallow_correct
+        if sampling_top_k < 0 or sampling_passes < 1:
+            raise ValueError(f"sampling_top_k must be >= 0 and sampling_passes >= 1, got "
+                             f"{sampling_top_k} and {sampling_passes}")
+        self.sampling_top_k = sampling_top_k
+        self.sampling_passes = sampling_passes
+        self.draws_per_prediction = sampling_passes
         self.generator_weight = generator_weight
         self.discriminator_weight = discriminator_weight
 
@@ -574,20 +657,47 @@ class ElectraPretrainer(_Pretrainer):
 
         Args:
           inputs: a batch (see the class docstring).
-          uniform: float32 `[batch, num_predictions]` in [0, 1), the sampling noise.
+          uniform: float32 `[batch, num_predictions * sampling_passes]` in [0, 1),
+            the sampling noise.
           training: Python bool.
 
         Returns:
-          dict: mlm_logits `[B, P, V]`, sampled_ids `[B, P]`, rtd_logits `[B, L]`,
-          rtd_labels `[B, L]`, original_ids `[B, L]`, corrupted_ids `[B, L]`.
+          dict: mlm_logits `[B, P, V]` (the first pass's, which the MLM loss
+          scores), sampled_ids `[B, P]`, rtd_logits `[B, L]`, rtd_labels `[B, L]`,
+          original_ids `[B, L]`, corrupted_ids `[B, L]`.
         """
         mlm_logits = self.generator(inputs, training=training)
-        outputs = corrupt(inputs, mlm_logits, self.current_temperature(), uniform,
-                          disallow_correct=self.disallow_correct)
+        outputs = with_replacements(inputs, self._sample(inputs, mlm_logits, uniform, training))
         disc_inputs = outputs.pop("disc_inputs")
         outputs["mlm_logits"] = mlm_logits
         outputs["rtd_logits"] = self.discriminator(disc_inputs, training=training)
         return outputs
+
+    def _sample(self, inputs, mlm_logits, uniform, training):
+        """The replacements, int32 `[batch, num_predictions]`, drawn in `sampling_passes`."""
+        temperature = self.current_temperature()
+        uniforms = tf.split(uniform, self.sampling_passes, axis=-1)
+
+        def draw(logits, noise):
+            logits = sampler_logits(logits, inputs[schema.MASK_IDS], self.disallow_correct,
+                                    self.sampling_top_k)
+            return sample_from_logits(logits, temperature, noise)
+
+        sampled = draw(mlm_logits, uniforms[0])
+        if self.sampling_passes == 1:
+            return sampled
+        positions = inputs[schema.MASK_POSITIONS]
+        weights = inputs[schema.MASK_WEIGHTS]
+        offsets = span_offsets(positions, weights, inputs[schema.TOKEN_IDS].shape[1],
+                               self.sampling_passes - 1)
+        for k in range(1, self.sampling_passes):
+            # The slots of earlier passes are written in; the rest stay as masked.
+            known = tf.cast(weights, tf.float32) * tf.cast(offsets < k, tf.float32)
+            token_ids = scatter_at_positions(inputs[schema.TOKEN_IDS], positions, sampled,
+                                             known)
+            logits = self.generator({**inputs, schema.TOKEN_IDS: token_ids}, training=training)
+            sampled = tf.where(offsets >= k, draw(logits, uniforms[k]), sampled)
+        return sampled
 
     def token_scores(self, inputs, mask_id=None):
         """The discriminator's logits `[batch, seq_len]` (higher: "replaced").
@@ -669,6 +779,8 @@ class ElectraPretrainer(_Pretrainer):
             "temperature_decay_start": self.temperature_decay_start,
             "temperature_decay_steps": self.temperature_decay_steps,
             "disallow_correct": self.disallow_correct,
+            "sampling_top_k": self.sampling_top_k,
+            "sampling_passes": self.sampling_passes,
             "generator_weight": self.generator_weight,
             "discriminator_weight": self.discriminator_weight,
         }

@@ -128,6 +128,8 @@ def build_pretrainer(cfg):
         generator_weight=cfg.pretraining.generator_weight,
         discriminator_weight=cfg.pretraining.discriminator_weight,
         disallow_correct=cfg.pretraining.disallow_correct,
+        sampling_top_k=cfg.pretraining.sampling_top_k,
+        sampling_passes=cfg.pretraining.sampling_passes,
         seed=cfg.train.seed,
         grad_accum_steps=cfg.train.grad_accum_steps,
         **cfg.pretraining.temperature_kwargs(),

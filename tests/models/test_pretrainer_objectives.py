@@ -3,6 +3,7 @@ the RTD diagnostics in the logs (rtd_auc, rtd_prior_gap) and the MaskedLMPretrai
 control with its token_scores; get_config round trips of both pretrainers."""
 
 import math
+import types
 
 import keras
 import numpy as np
@@ -14,6 +15,9 @@ from electra_tf.models.pretrainer import (
     ElectraPretrainer,
     MaskedLMPretrainer,
     corrupt,
+    sample_from_logits,
+    sampler_logits,
+    span_offsets,
     temperature_at,
 )
 from electra_tf.models.losses import binary_entropy
@@ -160,6 +164,106 @@ def test_disallow_correct_with_a_hot_temperature_and_a_pretrainer():
                                 axis=1)
     np.testing.assert_array_equal(labels[weights], 1.0)
     assert outputs["rtd_labels"].numpy().sum() == weights.sum()
+
+
+# === sampler_logits(top_k), span_offsets and sampling passes ===
+
+
+def test_top_k_samples_only_the_k_most_probable_ids():
+    rng = np.random.default_rng(5)
+    logits = tf.constant(rng.normal(size=(6, 4, VOCAB)), tf.float32)
+    original = tf.constant(rng.integers(5, VOCAB, (6, 4)), tf.int32)
+    uniform = tf.random.stateless_uniform([6, 4 * 200], seed=[7, 8])
+    for disallow in (False, True):
+        kept = sampler_logits(logits, original, disallow_correct=disallow, top_k=5)
+        scored = logits.numpy() - 1000.0 * tf.one_hot(original, VOCAB).numpy() * disallow
+        allowed = np.argsort(-scored, axis=-1)[..., :5]
+        # A temperature far above 1 flattens the k ids and leaves the rest at ~0.
+        probs = tf.nn.softmax(kept / 50.0).numpy()
+        np.testing.assert_allclose(np.take_along_axis(probs, allowed, -1).sum(-1), 1.0,
+                                   atol=1e-6)
+        assert np.take_along_axis(probs, allowed, -1).min() > 0.19
+        # 200 draws per slot at that temperature: every one of the k ids, nothing else.
+        repeated = tf.repeat(kept, 200, axis=1)
+        samples = sample_from_logits(repeated, 50.0, uniform).numpy().reshape(6, 4, 200)
+        for row in range(6):
+            for slot in range(4):
+                assert set(samples[row, slot]) <= set(allowed[row, slot])
+                assert len(set(samples[row, slot])) == 5
+        if disallow:
+            assert (samples != original.numpy()[..., None]).all()
+    # 0 keeps every id, and a k beyond the vocabulary keeps every id too.
+    np.testing.assert_array_equal(sampler_logits(logits, original).numpy(), logits.numpy())
+    np.testing.assert_array_equal(sampler_logits(logits, original, top_k=VOCAB + 9).numpy(),
+                                  logits.numpy())
+
+
+def test_span_offsets_count_the_masked_positions_just_before_each_slot():
+    positions = tf.constant([[2, 3, 4, 7, 0], [1, 5, 6, 8, 9], [3, 4, 5, 6, 10]])
+    weights = tf.constant([[1, 1, 1, 1, 0], [1, 1, 1, 1, 1], [1, 1, 1, 1, 1]], tf.float32)
+    np.testing.assert_array_equal(span_offsets(positions, weights, 12, 3).numpy(),
+                                  [[0, 1, 2, 0, 0], [0, 0, 1, 0, 1], [0, 1, 2, 3, 0]])
+    # Capped: the fourth position of a run counts as the cap.
+    np.testing.assert_array_equal(span_offsets(positions, weights, 12, 2).numpy()[2],
+                                  [0, 1, 2, 2, 0])
+    np.testing.assert_array_equal(span_offsets(positions, weights, 12, 0).numpy(), 0)
+    # A padded slot (weight 0) is no masked neighbour: position 0 here is not masked.
+    np.testing.assert_array_equal(
+        span_offsets(tf.constant([[0, 1]]), tf.constant([[0.0, 1.0]]), 4, 3).numpy(), [[0, 0]])
+
+
+class _NextIdGenerator:
+    """A stand-in generator that is sure each masked position holds the id to its
+    left plus one ([MASK]'s neighbour gives MASK_ID + 1)."""
+
+    def __call__(self, inputs, training=None):
+        ids = tf.cast(inputs[schema.TOKEN_IDS], tf.int32)
+        left = tf.gather(ids, tf.maximum(inputs[schema.MASK_POSITIONS] - 1, 0), batch_dims=1)
+        return 100.0 * tf.one_hot((left + 1) % VOCAB, VOCAB)
+
+
+def sample_with_passes(batch, passes):
+    sampler = types.SimpleNamespace(
+        generator=_NextIdGenerator(), sampling_passes=passes, disallow_correct=False,
+        sampling_top_k=0, current_temperature=lambda: tf.constant(1.0))
+    logits = sampler.generator(batch)
+    uniform = tf.random.stateless_uniform([batch[schema.TOKEN_IDS].shape[0], P * passes],
+                                          seed=[1, 1])
+    return ElectraPretrainer._sample(sampler, batch, logits, uniform, training=False).numpy()
+
+
+def test_sampling_passes_fill_each_run_of_masked_positions_left_to_right():
+    batch, original = make_batch()  # positions 1..3 masked; row 0's third slot padded
+    data = as_tensors(batch)
+    cls = original[:, 0]
+    # One pass: a position after a [MASK] is drawn as if its neighbour were [MASK].
+    np.testing.assert_array_equal(sample_with_passes(data, 1)[1:],
+                                  np.stack([cls[1:] + 1] + [np.full(B - 1, MASK_ID + 1)] * 2, 1))
+    # Three passes: each position sees the samples before it, as a speller would.
+    three = sample_with_passes(data, 3)
+    np.testing.assert_array_equal(three[1:], np.stack([cls[1:] + k for k in (1, 2, 3)], 1))
+    # Two passes: the second and third positions both read the first's sample only.
+    two = sample_with_passes(data, 2)
+    np.testing.assert_array_equal(two[1:], np.stack(
+        [cls[1:] + 1, cls[1:] + 2, np.full(B - 1, MASK_ID + 1)], 1))
+    # Row 0's third slot is padded (its position 3 holds the original): a run of two.
+    np.testing.assert_array_equal(three[0, :2], [cls[0] + 1, cls[0] + 2])
+
+
+def test_sampling_options_are_validated_and_run_in_the_pretrainer():
+    with pytest.raises(ValueError, match="sampling_top_k must be >= 0 and sampling_passes >= 1"):
+        ElectraPretrainer(encoder_config(8, 1), encoder_config(16, 2), sampling_passes=0)
+    model = compile_model(ElectraPretrainer(encoder_config(8, 1), encoder_config(16, 2), seed=2,
+                                            sampling_passes=3, sampling_top_k=4))
+    batch, _ = make_batch()
+    data = as_tensors(batch)
+    # One uniform per prediction slot and pass.
+    assert model._step_uniform(data).shape == (B, P * 3)
+    outputs = model._forward(data, model._step_uniform(data), training=False)
+    assert outputs["sampled_ids"].shape == (B, P)
+    assert outputs["mlm_logits"].shape == (B, P, VOCAB)
+    history = fit_steps(model, batch, 2)
+    assert np.isfinite(history["loss"]).all()
 
 
 # === The temperature schedule in ElectraPretrainer ===
@@ -354,13 +458,15 @@ def test_electra_pretrainer_config_round_trip():
         encoder_config(8, 1), encoder_config(16, 2), temperature=2.5,
         temperature_schedule="cosine", temperature_end=0.8, temperature_decay_start=3,
         temperature_decay_steps=9, disallow_correct=True, generator_weight=0.5,
-        discriminator_weight=20.0, seed=11, grad_accum_steps=2)
+        discriminator_weight=20.0, seed=11, grad_accum_steps=2, sampling_top_k=6,
+        sampling_passes=2)
     config = model.get_config()
     for key, value in {"temperature": 2.5, "temperature_schedule": "cosine",
                        "temperature_end": 0.8, "temperature_decay_start": 3,
                        "temperature_decay_steps": 9, "disallow_correct": True,
                        "generator_weight": 0.5, "discriminator_weight": 20.0, "seed": 11,
-                       "grad_accum_steps": 2}.items():
+                       "grad_accum_steps": 2, "sampling_top_k": 6,
+                       "sampling_passes": 2}.items():
         assert config[key] == value, key
     assert config["generator_config"] == encoder_config(8, 1)
     assert config["discriminator_config"] == encoder_config(16, 2)
@@ -375,7 +481,7 @@ def test_electra_pretrainer_config_round_trip():
         2.5 + (0.8 - 2.5) * 0.5 * (1 - math.cos(math.pi * 4 / 9)), abs=1e-6)
     # An equivalent model: same variables; with the same weights, the same outputs.
     batch, _ = make_batch()
-    uniform = tf.random.stateless_uniform([B, P], seed=[0, 1])
+    uniform = tf.random.stateless_uniform([B, 2 * P], seed=[0, 1])
     model._forward(as_tensors(batch), uniform, training=False)
     clone._forward(as_tensors(batch), uniform, training=False)
     assert [v.shape for v in clone.weights] == [v.shape for v in model.weights]

@@ -36,9 +36,9 @@ def encoder_config(hidden, heads):
                 attention_dropout_rate=0.0, max_position_embeddings=32)
 
 
-def make_pretrainer(grad_accum_steps=1):
+def make_pretrainer(grad_accum_steps=1, **options):
     return ElectraPretrainer(encoder_config(8, 1), encoder_config(16, 2), seed=11,
-                             grad_accum_steps=grad_accum_steps)
+                             grad_accum_steps=grad_accum_steps, **options)
 
 
 def global_batches(batch_size, steps=STEPS, seed=0):
@@ -74,7 +74,7 @@ def _stack(parts):
 
 
 def train(strategy, batches, initial_weights=None, grad_accum_steps=1, jit_compile=False,
-          run_eagerly=False):
+          run_eagerly=False, options=None):
     """Fits `len(batches)` steps on the global `batches` through `strategy`.
 
     Replica r gets rows `[r * b, (r + 1) * b)` of each global batch, dealt out
@@ -86,7 +86,7 @@ def train(strategy, batches, initial_weights=None, grad_accum_steps=1, jit_compi
     replicas = strategy.num_replicas_in_sync
     spec = tf.data.Dataset.from_tensors(batches[0]).element_spec
     with strategy.scope():
-        model = make_pretrainer(grad_accum_steps)
+        model = make_pretrainer(grad_accum_steps, **(options or {}))
         model.compile(optimizer=make_optimizer(1e-2, 100, 0, weight_decay=0.01),
                       jit_compile=jit_compile, run_eagerly=run_eagerly)
         model.build_from_spec(spec)
@@ -114,17 +114,18 @@ def assert_same_training(got, want, atol=1e-5):
         np.testing.assert_allclose(got_history[name], values, atol=atol, rtol=1e-5, err_msg=name)
 
 
-def initial_weights(batches):
+def initial_weights(batches, options=None):
     keras.utils.set_random_seed(0)
-    model = make_pretrainer()
+    model = make_pretrainer(**(options or {}))
     model.build_from_spec(tf.data.Dataset.from_tensors(batches[0]).element_spec)
     return model.get_weights()
 
 
-def reference(batches):
+def reference(batches, options=None):
     """One device, whole batches, eagerly: (its training result, the initial weights)."""
-    initial = initial_weights(batches)
-    return train(tf.distribute.get_strategy(), batches, initial, run_eagerly=True), initial
+    initial = initial_weights(batches, options)
+    return (train(tf.distribute.get_strategy(), batches, initial, run_eagerly=True,
+                  options=options), initial)
 
 
 # === Two replicas == one device ===
@@ -212,6 +213,20 @@ def test_two_micro_batches_equal_one_batch_of_twice_the_size():
     want, initial = reference(batches)
     got = train(tf.distribute.get_strategy(), batches, initial, grad_accum_steps=2)
     assert_same_training(got, want)
+
+
+def test_micro_batches_equal_one_batch_with_multi_pass_top_k_sampling():
+    """Each sampling pass draws its own noise from (seed, step, global row): the
+    passes' samples do not depend on the split either."""
+    options = {"sampling_passes": 3, "sampling_top_k": 7}
+    batches = global_batches(batch_size=6)
+    want, initial = reference(batches, options)
+    got = train(tf.distribute.get_strategy(), batches, initial, grad_accum_steps=2,
+                options=options)
+    assert_same_training(got, want)
+    # The options changed the training: one pass over all ids takes another path.
+    one_pass, _ = reference(batches)
+    assert max(np.abs(a - b).max() for a, b in zip(want[0], one_pass[0])) > 1e-4
 
 
 def test_batch_not_divisible_by_micro_batches_is_an_error():
