@@ -183,6 +183,7 @@ def check_masking_rates(mask_rate, mask_token_rate, random_token_rate):
 
 OBJECTIVES = ("electra", "mlm")
 TEMPERATURE_SCHEDULES = ("constant", "linear", "cosine")
+FLATTEN_TOWARD = ("uniform", "unigram")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,6 +209,11 @@ class PretrainingConfig:
     left to right, one generator pass per position, so a replaced word is spelled
     piece by piece by a generator that saw its first pieces; each pass costs one
     more generator forward pass.
+    `flatten_toward` says what a temperature T flattens the generator toward: the
+    paper's "uniform" samples from p^(1/T), which at T > 1 oversamples rare tokens, so
+    the discriminator learns that a rare token is often a replacement; "unigram"
+    samples from p^(1/T) * u^(1 - 1/T), u the data's token frequencies, which at
+    T > 1 adds frequent out-of-place words instead (the same as "uniform" at T = 1).
     """
 
     SECTION: ClassVar[str] = "pretraining"
@@ -225,6 +231,7 @@ class PretrainingConfig:
     whole_word_masking: bool = False
     sampling_top_k: int = 0
     sampling_passes: int = 1
+    flatten_toward: str = "uniform"
     generator_weight: float = 1.0
     discriminator_weight: float = 50.0
 
@@ -246,6 +253,9 @@ class PretrainingConfig:
         _check_in(self, "generator_weight discriminator_weight", 0)
         _check_in(self, "sampling_top_k", 0)
         _check_in(self, "sampling_passes", 1)
+        _require(self.flatten_toward in FLATTEN_TOWARD,
+                 f"pretraining.flatten_toward={self.flatten_toward!r} is not one of "
+                 f"{', '.join(FLATTEN_TOWARD)}")
 
     def max_predictions(self, max_seq_length):
         """Masked positions per sequence (`max_predictions`)."""

@@ -447,15 +447,20 @@ def test_sampling_options_default_to_the_paper_and_reach_the_pretrainer():
     assert (p.sampling_top_k, p.sampling_passes) == (0, 1)
     cfg = config.apply_overrides(config.ElectraConfig(), [
         "pretraining.sampling_top_k=50", "pretraining.sampling_passes=3",
+        "pretraining.flatten_toward=unigram",
         "model.num_layers=2", "model.hidden_size=16", "model.num_heads=2",
         "model.intermediate_size=32", "model.embedding_size=8", "model.vocab_size=40"])
     model = pretrain_lib.build_pretrainer(cfg)
     assert (model.sampling_top_k, model.sampling_passes) == (50, 3)
-    assert model.draws_per_prediction == 3
+    assert model.draws_per_prediction == 3 and model.flatten_toward == "unigram"
     with pytest.raises(ConfigError, match="pretraining.sampling_passes must be >= 1, got 0"):
         config.from_dict({"pretraining": {"sampling_passes": 0}})
     with pytest.raises(ConfigError, match="pretraining.sampling_top_k must be >= 0, got -2"):
         config.from_dict({"pretraining": {"sampling_top_k": -2}})
+    assert p.flatten_toward == "uniform"
+    with pytest.raises(ConfigError, match="pretraining.flatten_toward='zipf' is not one of "
+                                          "uniform, unigram"):
+        config.from_dict({"pretraining": {"flatten_toward": "zipf"}})
 
 
 @pytest.mark.parametrize(

@@ -323,6 +323,33 @@ def check_data_dir(data_dir, tokenizer, max_seq_length):
     return manifest, shards
 
 
+def token_counts(data_dir, tokenizer, max_seq_length, max_examples=200_000):
+    """How often each id occurs in the data: the unigram distribution a sampler can
+    be flattened toward (`pretraining.flatten_toward`).
+
+    Reads the first `max_examples` examples of the shards in manifest order (a sample
+    of a large corpus is enough for a unigram estimate). Special tokens count 0.
+
+    Returns:
+      int64 numpy `[vocab_size]`.
+
+    Raises:
+      as `check_data_dir`.
+    """
+    _, shards = check_data_dir(data_dir, tokenizer, max_seq_length)
+    records = tf.data.Dataset.from_tensor_slices(
+        (tf.constant([p for p, _ in shards]), tf.constant([n for _, n in shards], tf.int64),
+         tf.range(len(shards)))
+    ).flat_map(_read_shard).take(max_examples).batch(1024)
+    counts = np.zeros(tokenizer.vocab_size, np.int64)
+    for serialized, _ in records:
+        ids = tf.io.parse_example(serialized, schema.TFRECORD_FEATURES)[schema.TOKEN_IDS]
+        counts += np.bincount(ids.values.numpy(), minlength=tokenizer.vocab_size)[
+            :tokenizer.vocab_size]
+    counts[list(tokenizer.special_ids)] = 0
+    return counts
+
+
 def make_pretraining_dataset(data_dir, tokenizer, batch_size, max_seq_length, *,
                              mask_rate=0.15, mask_token_rate=0.85, random_token_rate=0.0,
                              max_predictions=None, shuffle=True, repeat=True, seed=0,

@@ -578,6 +578,9 @@ class ElectraPretrainer(_Pretrainer):
         global step (`temperature_at`; `config.PretrainingConfig`).
       disallow_correct: never sample the original token.
       sampling_top_k: sample among the generator's k most probable ids (0: all).
+      flatten_toward: "uniform" (the paper) or "unigram": a temperature T samples
+        from p^(1/T) * u^(1 - 1/T), u the unigram distribution `set_unigram_counts`
+        sets (a non-trainable weight, so checkpoints keep it).
       sampling_passes: generator passes that draw the replacements; pass k > 1
         draws the k-th position of each run of adjacent masked positions (and the
         ones after it) given the earlier passes' samples (1: one pass, as the paper).
@@ -617,6 +620,7 @@ class ElectraPretrainer(_Pretrainer):
         disallow_correct=False,
         sampling_top_k=0,
         sampling_passes=1,
+        flatten_toward="uniform",
         **kwargs,
     ):
         super().__init__({"mlm": generator_weight, "rtd": discriminator_weight},
@@ -636,6 +640,15 @@ class ElectraPretrainer(_Pretrainer):
         self.sampling_top_k = sampling_top_k
         self.sampling_passes = sampling_passes
         self.draws_per_prediction = sampling_passes
+        if flatten_toward not in ("uniform", "unigram"):
+            raise ValueError(f"flatten_toward must be 'uniform' or 'unigram', got "
+                             f"{flatten_toward!r}")
+        self.flatten_toward = flatten_toward
+        if flatten_toward == "unigram":
+            # Log frequencies; zeros (until set) are the uniform distribution.
+            self.unigram_log_prior = self.add_weight(
+                name="unigram_log_prior", shape=(self.discriminator_config["vocab_size"],),
+                initializer="zeros", trainable=False)
         self.generator_weight = generator_weight
         self.discriminator_weight = discriminator_weight
 
@@ -673,6 +686,16 @@ class ElectraPretrainer(_Pretrainer):
         outputs["rtd_logits"] = self.discriminator(disc_inputs, training=training)
         return outputs
 
+    def set_unigram_counts(self, counts):
+        """Sets the distribution `flatten_toward="unigram"` flattens toward.
+
+        Args:
+          counts: `[vocab_size]` token counts (`data.pretraining.token_counts`); half
+            a count is added to each, so an unseen id stays drawable, rarely.
+        """
+        counts = tf.cast(counts, tf.float32) + 0.5
+        self.unigram_log_prior.assign(tf.math.log(counts / tf.reduce_sum(counts)))
+
     def _sample(self, inputs, mlm_logits, uniform, training):
         """The replacements, int32 `[batch, num_predictions]`, drawn in `sampling_passes`."""
         temperature = self.current_temperature()
@@ -681,6 +704,9 @@ class ElectraPretrainer(_Pretrainer):
         def draw(logits, noise):
             logits = sampler_logits(logits, inputs[schema.MASK_IDS], self.disallow_correct,
                                     self.sampling_top_k)
+            if self.flatten_toward == "unigram":
+                # (logits + (T - 1) log u) / T = logits / T + (1 - 1/T) log u.
+                logits += (temperature - 1.0) * tf.cast(self.unigram_log_prior, tf.float32)
             return sample_from_logits(logits, temperature, noise)
 
         sampled = draw(mlm_logits, uniforms[0])
@@ -781,6 +807,7 @@ class ElectraPretrainer(_Pretrainer):
             "disallow_correct": self.disallow_correct,
             "sampling_top_k": self.sampling_top_k,
             "sampling_passes": self.sampling_passes,
+            "flatten_toward": self.flatten_toward,
             "generator_weight": self.generator_weight,
             "discriminator_weight": self.discriminator_weight,
         }

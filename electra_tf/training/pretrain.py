@@ -130,6 +130,7 @@ def build_pretrainer(cfg):
         disallow_correct=cfg.pretraining.disallow_correct,
         sampling_top_k=cfg.pretraining.sampling_top_k,
         sampling_passes=cfg.pretraining.sampling_passes,
+        flatten_toward=cfg.pretraining.flatten_toward,
         seed=cfg.train.seed,
         grad_accum_steps=cfg.train.grad_accum_steps,
         **cfg.pretraining.temperature_kwargs(),
@@ -290,6 +291,10 @@ def _train(cfg, data_dir, model_dir, tokenizer, probe, strategy, chief, *, max_s
         # checkpoint is restored (the replicated step cannot create any).
         model.build_from_spec(spec_dataset.element_spec)
         model.optimizer.build(model.trainable_variables)
+        if getattr(model, "flatten_toward", "uniform") == "unigram":
+            # A resumed run restores the same counts from its checkpoint.
+            model.set_unigram_counts(data_lib.token_counts(
+                data_dir, tokenizer, cfg.data.max_seq_length))
     checkpoint = callbacks_lib.TrainingCheckpoint(
         model, os.path.join(model_dir, "checkpoints"), max_to_keep=cfg.train.keep_checkpoints,
         is_chief=chief, worker_id=runtime.task_id(),

@@ -15,6 +15,7 @@ from electra_tf.data.pretraining import (
     ShardError,
     make_pretraining_dataset,
     shard_files_for_pipeline,
+    token_counts,
 )
 from electra_tf.text.tokenizer import WordPieceTokenizer, vocab_sha256
 
@@ -85,6 +86,26 @@ def write_data(data_dir, tokenizer, *, num_shards=4, per_shard=12, max_seq_lengt
     manifest.update(manifest_overrides)
     manifest_lib.write_manifest(data_dir, manifest)
     return data
+
+
+def test_token_counts_count_every_non_special_token_of_the_shards(tmp_path, tokenizer):
+    data = write_data(str(tmp_path), tokenizer, num_shards=3, per_shard=7)
+    want = np.zeros(tokenizer.vocab_size, np.int64)
+    for sequences in data.values():
+        for tokens, _ in sequences:
+            np.add.at(want, tokens, 1)
+    want[list(tokenizer.special_ids)] = 0
+    got = token_counts(str(tmp_path), tokenizer, L)
+    np.testing.assert_array_equal(got, want)
+    assert got.sum() > 0
+    # A sample: the first examples in manifest order (the first shard's 7, then 3).
+    first = np.zeros(tokenizer.vocab_size, np.int64)
+    ordered = [seq for name in sorted(data) for seq in data[name]]
+    for tokens, _ in ordered[:10]:
+        np.add.at(first, tokens, 1)
+    first[list(tokenizer.special_ids)] = 0
+    np.testing.assert_array_equal(token_counts(str(tmp_path), tokenizer, L, max_examples=10),
+                                  first)
 
 
 def _unmasked(data_dir, tokenizer, batch_size=5, **kwargs):

@@ -225,7 +225,7 @@ class _NextIdGenerator:
 def sample_with_passes(batch, passes):
     sampler = types.SimpleNamespace(
         generator=_NextIdGenerator(), sampling_passes=passes, disallow_correct=False,
-        sampling_top_k=0, current_temperature=lambda: tf.constant(1.0))
+        sampling_top_k=0, flatten_toward="uniform", current_temperature=lambda: tf.constant(1.0))
     logits = sampler.generator(batch)
     uniform = tf.random.stateless_uniform([batch[schema.TOKEN_IDS].shape[0], P * passes],
                                           seed=[1, 1])
@@ -248,6 +248,40 @@ def test_sampling_passes_fill_each_run_of_masked_positions_left_to_right():
         [cls[1:] + 1, cls[1:] + 2, np.full(B - 1, MASK_ID + 1)], 1))
     # Row 0's third slot is padded (its position 3 holds the original): a run of two.
     np.testing.assert_array_equal(three[0, :2], [cls[0] + 1, cls[0] + 2])
+
+
+def test_flattening_toward_the_unigram_samples_p_to_the_1_over_t_times_u_to_the_rest():
+    rng = np.random.default_rng(3)
+    rows, temperature = 2000, 2.5
+    logits = rng.normal(size=(VOCAB,)) * 2.0
+    counts = rng.integers(0, 500, VOCAB)
+    model = ElectraPretrainer(encoder_config(8, 1), encoder_config(16, 2), seed=0,
+                              temperature=temperature, flatten_toward="unigram")
+    model.set_unigram_counts(counts)
+    prior = np.log((counts + 0.5) / (counts + 0.5).sum())
+    np.testing.assert_allclose(model.unigram_log_prior.numpy(), prior, rtol=1e-5)
+    # One slot of one row repeated: the empirical distribution of many draws.
+    batch = {schema.MASK_IDS: tf.zeros([rows, 1], tf.int32)}
+    uniform = tf.random.stateless_uniform([rows, 1], seed=[5, 6])
+    drawn = model._sample(batch, tf.constant(np.tile(logits, (rows, 1, 1)), tf.float32),
+                          uniform, training=False).numpy().ravel()
+    p = np.exp(logits - logits.max())
+    p /= p.sum()
+    u = np.exp(prior)
+    want = p ** (1 / temperature) * u ** (1 - 1 / temperature)
+    want /= want.sum()
+    # The draws invert the CDF of `want` at each uniform.
+    expected = np.searchsorted(np.cumsum(want), uniform.numpy().ravel(), side="right")
+    assert (drawn == np.minimum(expected, VOCAB - 1)).mean() > 0.995
+    # At temperature 1 the prior cancels: the paper's sampler.
+    model.temperature = 1.0
+    at_one = model._sample(batch, tf.constant(np.tile(logits, (rows, 1, 1)), tf.float32),
+                           uniform, training=False).numpy().ravel()
+    np.testing.assert_array_equal(
+        at_one, sample_from_logits(tf.constant(np.tile(logits, (rows, 1, 1)), tf.float32),
+                                   1.0, uniform).numpy().ravel())
+    with pytest.raises(ValueError, match="flatten_toward must be 'uniform' or 'unigram'"):
+        ElectraPretrainer(encoder_config(8, 1), encoder_config(16, 2), flatten_toward="zipf")
 
 
 def test_sampling_options_are_validated_and_run_in_the_pretrainer():
@@ -459,14 +493,14 @@ def test_electra_pretrainer_config_round_trip():
         temperature_schedule="cosine", temperature_end=0.8, temperature_decay_start=3,
         temperature_decay_steps=9, disallow_correct=True, generator_weight=0.5,
         discriminator_weight=20.0, seed=11, grad_accum_steps=2, sampling_top_k=6,
-        sampling_passes=2)
+        sampling_passes=2, flatten_toward="unigram")
     config = model.get_config()
     for key, value in {"temperature": 2.5, "temperature_schedule": "cosine",
                        "temperature_end": 0.8, "temperature_decay_start": 3,
                        "temperature_decay_steps": 9, "disallow_correct": True,
                        "generator_weight": 0.5, "discriminator_weight": 20.0, "seed": 11,
                        "grad_accum_steps": 2, "sampling_top_k": 6,
-                       "sampling_passes": 2}.items():
+                       "sampling_passes": 2, "flatten_toward": "unigram"}.items():
         assert config[key] == value, key
     assert config["generator_config"] == encoder_config(8, 1)
     assert config["discriminator_config"] == encoder_config(16, 2)

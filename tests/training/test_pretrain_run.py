@@ -16,6 +16,7 @@ import tensorflow as tf
 from electra_tf import config as config_lib
 from electra_tf import schema
 from electra_tf.data import builder
+from electra_tf.data.pretraining import token_counts
 from electra_tf.models import artifacts
 from electra_tf.training import pretrain
 from electra_tf.training.callbacks import CheckpointCallback, NonFiniteLossError
@@ -84,6 +85,26 @@ def test_resume_equals_uninterrupted_run(tmp_path, tiny_vocab, data_dir):
     # Google's schedule: linear decay from the peak over all 20 steps, warmup
     # overriding the first 2; logged after the update of step 2.
     assert record["learning_rate"] == pytest.approx(cfg.train.learning_rate * (1 - 2 / 20), rel=1e-5)
+
+
+def test_sampler_options_resume_exactly_and_checkpoint_the_unigram(tmp_path, tiny_vocab,
+                                                                    data_dir):
+    cfg = config_lib.apply_overrides(tiny_config(tiny_vocab), [
+        "pretraining.flatten_toward=unigram", "pretraining.sampling_passes=2",
+        "pretraining.sampling_top_k=12", "pretraining.temperature=2.0"])
+    straight = str(tmp_path / "straight")
+    assert pretrain.run_pretraining(cfg, data_dir, straight, max_steps=4, verbose=0) == 4
+    resumed = str(tmp_path / "resumed")
+    assert pretrain.run_pretraining(cfg, data_dir, resumed, max_steps=2, verbose=0) == 2
+    assert pretrain.run_pretraining(cfg, data_dir, resumed, max_steps=4, verbose=0) == 4
+    for a, b in zip(weights_of(straight), weights_of(resumed)):
+        np.testing.assert_array_equal(a, b)
+    # The checkpoint holds the data's unigram distribution the sampler used.
+    ckpt = tf.train.latest_checkpoint(os.path.join(resumed, "checkpoints"))
+    (name,) = [n for n, _ in tf.train.list_variables(ckpt) if "unigram_log_prior" in n]
+    counts = token_counts(data_dir, pretrain.load_tokenizer(cfg), 16) + 0.5
+    np.testing.assert_allclose(tf.train.load_variable(ckpt, name),
+                               np.log(counts / counts.sum()), rtol=1e-5)
 
 
 def pretrain_with_damaged_latest(tmp_path, tiny_vocab, data_dir):
