@@ -79,12 +79,13 @@ def test_tiny_preset_bookkeeping():
     assert cfg.model.vocab_size == 8000
     assert (cfg.train.checkpoint_every, cfg.train.log_every) == (200, 20)
     # The CPU recipe (benchmarks/README.md, "pretraining_sweep"): a local convolution and
-    # local attention from step 0, wide initial weights, no dropout, temperature 2 -> 1.25.
+    # local attention from step 0, wide initial weights, no dropout, and a constant
+    # temperature 2 that flattens the generator toward the data's unigram distribution.
     m, p = cfg.model, cfg.pretraining
     assert (m.local_conv_kernel, m.attention_locality, m.initializer_range) == (3, 1.0, 0.1)
     assert (m.dropout_rate, m.attention_dropout_rate) == (0.0, 0.0)
-    assert (p.temperature, p.temperature_end, p.temperature_decay_start,
-            p.temperature_decay_steps) == (2.0, 1.25, 400, 600)
+    assert (p.temperature, p.temperature_schedule, p.flatten_toward) == (
+        2.0, "constant", "unigram")
     assert cfg.max_predictions == 39
 
 
