@@ -593,12 +593,15 @@ def _sweep_runs():
 def test_every_sweep_run_is_a_valid_tiny_config():
     # A typo in a run's overrides would only surface minutes into a sweep.
     runs = _sweep_runs()
-    assert {"f", "f_b64", "f_seq64_b128", "t1", "mlm"} <= set(runs)
+    assert {"u", "f", "f_b64", "f_seq64_b128", "t1", "mlm"} <= set(runs)
     for name, (seq_len, overrides) in runs.items():
         config.apply_overrides(preset("tiny"), [f"data.max_seq_length={seq_len}", *overrides])
 
 
-def test_sweep_run_f_is_the_shipped_tiny_recipe():
-    seq_len, overrides = _sweep_runs()["f"]
+def test_sweep_run_u_is_the_shipped_tiny_recipe():
+    seq_len, overrides = _sweep_runs()["u"]
     assert seq_len == preset("tiny").data.max_seq_length
     assert config.apply_overrides(preset("tiny"), overrides) == preset("tiny")
+    # Run f is the recipe shipped before it: the same but for the temperature.
+    f = config.apply_overrides(preset("tiny"), _sweep_runs()["f"][1]).pretraining
+    assert (f.temperature_end, f.flatten_toward) == (1.25, "uniform")
