@@ -43,8 +43,7 @@ echo "== 4/4 tiny pretraining -> ${MODEL_DIR} (a fresh one: any previous demo mo
 rm -rf "${MODEL_DIR}"
 # The tiny config's recipe for 1,100 of its 1,400 steps, so the whole demo takes about
 # 8 minutes on 2 Xeon cores (20 on an AVX2-only EPYC); the learning rate decays to 0 at
-# step STEPS;
-# DEMO_STEPS=1400 runs the config's whole schedule (context probe ~0.70).
+# step STEPS. DEMO_STEPS=1400 runs the config's whole schedule.
 STEPS="${DEMO_STEPS:-1100}"
 "${PY}" tools/pretrain.py --config=configs/electra_tiny.json \
   --data_dir="${DATA_DIR}" --model_dir="${MODEL_DIR}" --progress=none \
