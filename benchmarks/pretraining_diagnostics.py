@@ -103,8 +103,16 @@ def batch_statistics(discriminator, generator, tokenizer, config):
         _DATA_DIR.value, tokenizer, 64, config.data.max_seq_length, seed=_SEED.value)))
     uniform = tf.random.stateless_uniform(tf.shape(batch[schema.MASK_POSITIONS]),
                                           seed=[_SEED.value, 1])
-    corrupted = pretrainer.corrupt(batch, generator(batch), config.pretraining.temperature,
-                                   uniform)
+    p = config.pretraining
+    log_prior = None
+    if p.flatten_toward == "unigram":
+        counts = pretraining.token_counts(_DATA_DIR.value, tokenizer,
+                                          config.data.max_seq_length) + 0.5
+        log_prior = tf.constant(np.log(counts / counts.sum()), tf.float32)
+    # The start temperature, one pass (the schedule and extra passes are left out).
+    corrupted = pretrainer.corrupt(batch, generator(batch), p.temperature, uniform,
+                                   disallow_correct=p.disallow_correct,
+                                   top_k=p.sampling_top_k, log_prior=log_prior)
     inputs = corrupted["disc_inputs"]
     real = inputs[schema.PADDING_MASK].numpy()
     labels = corrupted["rtd_labels"].numpy()[real]

@@ -12,8 +12,8 @@ The two networks share one `ElectraEmbeddings` (token, position and segment tabl
 and the embedding LayerNorm): the same variables, not copies.
 
 The pure tensor functions (`sample_from_logits`, `scatter_at_positions`,
-`replaced_token_labels`, `temperature_at`, `sampler_logits`, `span_offsets`) are kept
-separate and tested alone.
+`replaced_token_labels`, `temperature_at`, `sampler_logits`, `draw_replacements`,
+`span_offsets`) are kept separate and tested alone.
 
 With `sampling_passes` > 1, step 2 fills runs of adjacent masked positions (a whole
 masked word, under whole-word masking) left to right: pass k draws the k-th position
@@ -169,6 +169,29 @@ def sampler_logits(logits, original_ids, disallow_correct=False, top_k=0):
     return logits
 
 
+def draw_replacements(logits, original_ids, temperature, uniform, disallow_correct=False,
+                      top_k=0, log_prior=None):
+    """One replacement per prediction slot from the generator's logits.
+
+    Args:
+      logits: float `[batch, num_predictions, vocab]`.
+      original_ids: int `[batch, num_predictions]`.
+      temperature: float or float32 scalar tensor.
+      uniform: float32 `[batch, num_predictions]` in [0, 1).
+      disallow_correct, top_k: see `sampler_logits`.
+      log_prior: float32 `[vocab]` log frequencies to flatten toward (None: uniform):
+        the draw is from p^(1/T) * prior^(1 - 1/T).
+
+    Returns:
+      int32 `[batch, num_predictions]`.
+    """
+    logits = sampler_logits(logits, original_ids, disallow_correct, top_k)
+    if log_prior is not None:
+        # (logits + (T - 1) log u) / T = logits / T + (1 - 1/T) log u.
+        logits += (temperature - 1.0) * tf.cast(log_prior, tf.float32)
+    return sample_from_logits(logits, temperature, uniform)
+
+
 def span_offsets(positions, weights, seq_len, max_offset):
     """How many masked positions come right before each prediction slot, capped.
 
@@ -223,7 +246,8 @@ def with_replacements(inputs, sampled):
     }
 
 
-def corrupt(inputs, mlm_logits, temperature, uniform, disallow_correct=False, top_k=0):
+def corrupt(inputs, mlm_logits, temperature, uniform, disallow_correct=False, top_k=0,
+            log_prior=None):
     """The discriminator's batch: one draw from the generator at every masked position.
 
     Args:
@@ -233,13 +257,14 @@ def corrupt(inputs, mlm_logits, temperature, uniform, disallow_correct=False, to
         gradient flows through the sampling).
       temperature: sampling temperature (float or float32 scalar tensor).
       uniform: float32 `[batch, num_predictions]` in [0, 1), the sampling noise.
-      disallow_correct, top_k: see `sampler_logits`.
+      disallow_correct, top_k, log_prior: see `draw_replacements`.
 
     Returns:
       `with_replacements`'s dict.
     """
-    logits = sampler_logits(mlm_logits, inputs[schema.MASK_IDS], disallow_correct, top_k)
-    return with_replacements(inputs, sample_from_logits(logits, temperature, uniform))
+    return with_replacements(inputs, draw_replacements(
+        mlm_logits, inputs[schema.MASK_IDS], temperature, uniform, disallow_correct, top_k,
+        log_prior))
 
 
 # === Generator and discriminator ===
@@ -701,13 +726,11 @@ class ElectraPretrainer(_Pretrainer):
         temperature = self.current_temperature()
         uniforms = tf.split(uniform, self.sampling_passes, axis=-1)
 
+        log_prior = self.unigram_log_prior if self.flatten_toward == "unigram" else None
+
         def draw(logits, noise):
-            logits = sampler_logits(logits, inputs[schema.MASK_IDS], self.disallow_correct,
-                                    self.sampling_top_k)
-            if self.flatten_toward == "unigram":
-                # (logits + (T - 1) log u) / T = logits / T + (1 - 1/T) log u.
-                logits += (temperature - 1.0) * tf.cast(self.unigram_log_prior, tf.float32)
-            return sample_from_logits(logits, temperature, noise)
+            return draw_replacements(logits, inputs[schema.MASK_IDS], temperature, noise,
+                                     self.disallow_correct, self.sampling_top_k, log_prior)
 
         sampled = draw(mlm_logits, uniforms[0])
         if self.sampling_passes == 1:
