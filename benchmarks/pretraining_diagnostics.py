@@ -106,9 +106,8 @@ def batch_statistics(discriminator, generator, tokenizer, config):
     p = config.pretraining
     log_prior = None
     if p.flatten_toward == "unigram":
-        counts = pretraining.token_counts(_DATA_DIR.value, tokenizer,
-                                          config.data.max_seq_length) + 0.5
-        log_prior = tf.constant(np.log(counts / counts.sum()), tf.float32)
+        log_prior = pretrainer.unigram_log_prior(pretraining.token_counts(
+            _DATA_DIR.value, tokenizer, config.data.max_seq_length))
     # The start temperature, one pass (the schedule and extra passes are left out).
     corrupted = pretrainer.corrupt(batch, generator(batch), p.temperature, uniform,
                                    disallow_correct=p.disallow_correct,

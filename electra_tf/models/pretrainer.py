@@ -12,8 +12,8 @@ The two networks share one `ElectraEmbeddings` (token, position and segment tabl
 and the embedding LayerNorm): the same variables, not copies.
 
 The pure tensor functions (`sample_from_logits`, `scatter_at_positions`,
-`replaced_token_labels`, `temperature_at`, `sampler_logits`, `draw_replacements`,
-`span_offsets`) are kept separate and tested alone.
+`replaced_token_labels`, `temperature_at`, `sampler_logits`, `unigram_log_prior`,
+`draw_replacements`, `span_offsets`) are kept separate and tested alone.
 
 With `sampling_passes` > 1, step 2 fills runs of adjacent masked positions (a whole
 masked word, under whole-word masking) left to right: pass k draws the k-th position
@@ -167,6 +167,13 @@ def sampler_logits(logits, original_ids, disallow_correct=False, top_k=0):
         kth = tf.math.top_k(logits, k=k, sorted=True).values[..., -1:]
         logits = tf.where(logits < kth, logits - 1e4, logits)
     return logits
+
+
+def unigram_log_prior(counts):
+    """Log frequencies, float32 `[vocab]`, from token counts `[vocab]`; half a count is
+    added to each, so an unseen id stays drawable, rarely."""
+    counts = tf.cast(counts, tf.float32) + 0.5
+    return tf.math.log(counts / tf.reduce_sum(counts))
 
 
 def draw_replacements(logits, original_ids, temperature, uniform, disallow_correct=False,
@@ -715,11 +722,10 @@ class ElectraPretrainer(_Pretrainer):
         """Sets the distribution `flatten_toward="unigram"` flattens toward.
 
         Args:
-          counts: `[vocab_size]` token counts (`data.pretraining.token_counts`); half
-            a count is added to each, so an unseen id stays drawable, rarely.
+          counts: `[vocab_size]` token counts (`data.pretraining.token_counts`), made
+            log frequencies by `unigram_log_prior`.
         """
-        counts = tf.cast(counts, tf.float32) + 0.5
-        self.unigram_log_prior.assign(tf.math.log(counts / tf.reduce_sum(counts)))
+        self.unigram_log_prior.assign(unigram_log_prior(counts))
 
     def _sample(self, inputs, mlm_logits, uniform, training):
         """The replacements, int32 `[batch, num_predictions]`, drawn in `sampling_passes`."""
