@@ -387,8 +387,6 @@ class _Pretrainer(steps.ReplicaJitCompile, keras.Model):
         self.seed = seed
         self.grad_accum_steps = grad_accum_steps
         self._sampling_key = seed if seed is not None else random.randrange(2**31)
-        # Uniforms per prediction slot and step (a subclass's sampling passes).
-        self.draws_per_prediction = 1
         self._built_from_spec = False
         # Noise of `call`/`evaluate`; training draws its own from (seed, step).
         self.sampling_seed = keras.random.SeedGenerator(seed)
@@ -399,6 +397,11 @@ class _Pretrainer(steps.ReplicaJitCompile, keras.Model):
     @property
     def metrics(self):
         return list(self._trackers.values())
+
+    @property
+    def draws_per_prediction(self):
+        """Uniforms per prediction slot and step (a subclass's sampling passes)."""
+        return 1
 
     def call(self, inputs, training=None):
         """Runs the whole objective. Returns a dict of tensors (see `_forward`)."""
@@ -671,7 +674,6 @@ class ElectraPretrainer(_Pretrainer):
                              f"{sampling_top_k} and {sampling_passes}")
         self.sampling_top_k = sampling_top_k
         self.sampling_passes = sampling_passes
-        self.draws_per_prediction = sampling_passes
         if flatten_toward not in ("uniform", "unigram"):
             raise ValueError(f"flatten_toward must be 'uniform' or 'unigram', got "
                              f"{flatten_toward!r}")
@@ -717,6 +719,10 @@ class ElectraPretrainer(_Pretrainer):
         outputs["mlm_logits"] = mlm_logits
         outputs["rtd_logits"] = self.discriminator(disc_inputs, training=training)
         return outputs
+
+    @property
+    def draws_per_prediction(self):
+        return self.sampling_passes
 
     def set_unigram_counts(self, counts):
         """Sets the distribution `flatten_toward="unigram"` flattens toward.
